@@ -1,0 +1,131 @@
+//! An axum echo bot for a WeChat Official Account.
+//!
+//! ```text
+//! cargo run --example quickstart
+//! ```
+//!
+//! Environment (all optional):
+//! - `WECHAT_ADDR`: where to listen (default `127.0.0.1:3000`); the callback URL is `/wechat`.
+//! - `WECHAT_TOKEN`: the token set in the WeChat console (default `towerwechatdemo`, for
+//!   local tries only).
+//! - `WECHAT_TIMESTAMP_WINDOW`: seconds a timestamp may be off (default 300; `0` turns the
+//!   check off, e.g. to replay WeChat's documented samples).
+//!
+//! At start it prints curl lines, signed with the token, to try the handshake and a message.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::post;
+use tower_wechat::signature::Signature;
+use tower_wechat::{Event, Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
+
+/// The token used when `WECHAT_TOKEN` is not set. Only for trying the example locally.
+pub const DEMO_TOKEN: &str = "towerwechatdemo";
+
+/// The bot's answer to each message.
+pub async fn reply(message: Message) -> Reply {
+    let content = match &message.kind {
+        MessageKind::Text { content } => format!("You said: {content}"),
+        MessageKind::Voice {
+            recognition: Some(text),
+            ..
+        } => format!("You said (voice): {text}"),
+        MessageKind::Image { media_id, .. } => {
+            return message.reply(ReplyContent::image(media_id.clone()));
+        }
+        MessageKind::Location { label, .. } => format!("You are at: {label}"),
+        MessageKind::Link { title, url, .. } => format!("Link received: {title} ({url})"),
+        MessageKind::Event(Event::Subscribe { .. }) => {
+            "Welcome! Send me any text and I will echo it.".to_owned()
+        }
+        MessageKind::Event(Event::Click { event_key }) => format!("You clicked: {event_key}"),
+        _ => return Reply::success(),
+    };
+    message.reply(ReplyContent::text(content))
+}
+
+/// The quick start's router: `/wechat` behind [`VerifyLayer`].
+pub fn app(verify: VerifyLayer) -> Router {
+    Router::new().route("/wechat", post(reply)).layer(verify)
+}
+
+/// The layer as the environment configures it.
+pub fn verify_layer_from_env() -> Result<VerifyLayer, Box<dyn Error>> {
+    let token = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
+    let token = Token::new(token).map_err(|error| format!("WECHAT_TOKEN: {error}"))?;
+    let layer = VerifyLayer::new(token);
+    Ok(match std::env::var("WECHAT_TIMESTAMP_WINDOW") {
+        Err(_) => layer,
+        Ok(seconds) => match seconds.trim().parse::<u64>() {
+            Ok(0) => layer.disable_timestamp_window(),
+            Ok(seconds) => layer.timestamp_window(Duration::from_secs(seconds)),
+            Err(_) => {
+                return Err(format!(
+                    "WECHAT_TIMESTAMP_WINDOW must be a whole number of seconds, got {seconds:?}"
+                )
+                .into());
+            }
+        },
+    })
+}
+
+#[allow(dead_code)] // the integration tests include this file for `app`
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_wechat=debug".into()),
+        )
+        .init();
+
+    let addr: SocketAddr = std::env::var("WECHAT_ADDR")
+        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
+        .parse()
+        .map_err(|error| format!("WECHAT_ADDR: {error}"))?;
+    let verify = verify_layer_from_env()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    print_how_to_try(listener.local_addr()?);
+
+    axum::serve(listener, app(verify))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Prints signed curl lines for the handshake and a text message.
+fn print_how_to_try(addr: SocketAddr) {
+    let token_text = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
+    let Ok(token) = Token::new(token_text) else {
+        return;
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let timestamp = now.as_secs().to_string();
+    let nonce = (now.subsec_nanos() % 1_000_000_000).to_string();
+    let signature = Signature::plain(&token, &timestamp, &nonce);
+    let url = format!(
+        "http://{addr}/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}"
+    );
+    let using = if std::env::var("WECHAT_TOKEN").is_ok() {
+        "the token from WECHAT_TOKEN"
+    } else {
+        "the demo token (set WECHAT_TOKEN to use yours)"
+    };
+    println!("WeChat callback URL: http://{addr}/wechat, signed with {using}");
+    println!("Try the handshake (prints hello):");
+    println!("  curl '{url}&echostr=hello'");
+    println!("Try a text message (valid for the timestamp window):");
+    println!(
+        "  curl '{url}&openid=oUser' -H 'Content-Type: text/xml' --data \
+         '<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName>\
+         <CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
+         <Content><![CDATA[hello]]></Content><MsgId>1</MsgId></xml>'"
+    );
+}

@@ -1,0 +1,76 @@
+//! axum integration (feature `axum`): extractors for the verified message and query, and
+//! `IntoResponse` for [`Reply`].
+
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::message::{Message, Reply};
+use crate::verify::CallbackQuery;
+
+/// The handler was reached without [`VerifyLayer`](crate::VerifyLayer) in front of it: a
+/// server misconfiguration, answered with 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissingVerifyLayer;
+
+impl std::fmt::Display for MissingVerifyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no verified WeChat message: is VerifyLayer applied to this route?")
+    }
+}
+
+impl std::error::Error for MissingVerifyLayer {}
+
+impl IntoResponse for MissingVerifyLayer {
+    fn into_response(self) -> Response {
+        tracing::error!("{self}");
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
+/// Extracts the message that [`VerifyLayer`](crate::VerifyLayer) verified and parsed.
+///
+/// ```
+/// use tower_wechat::{Message, MessageKind, Reply, ReplyContent};
+///
+/// async fn handler(message: Message) -> Reply {
+///     match &message.kind {
+///         MessageKind::Text { content } => message.reply(ReplyContent::text(content.clone())),
+///         _ => Reply::success(),
+///     }
+/// }
+/// # let _ = axum::routing::post(handler);
+/// ```
+impl<S: Send + Sync> FromRequestParts<S> for Message {
+    type Rejection = MissingVerifyLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Message>()
+            .cloned()
+            .ok_or(MissingVerifyLayer)
+    }
+}
+
+/// Extracts the verified timestamp, nonce and openid of the callback.
+impl<S: Send + Sync> FromRequestParts<S> for CallbackQuery {
+    type Rejection = MissingVerifyLayer;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<CallbackQuery>()
+            .cloned()
+            .ok_or(MissingVerifyLayer)
+    }
+}
+
+/// `200` with the reply's XML (`application/xml`), or the plain `success` ack.
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let content_type = HeaderValue::from_static(self.content_type());
+        ([(header::CONTENT_TYPE, content_type)], self.to_bytes()).into_response()
+    }
+}

@@ -1,0 +1,115 @@
+//! Tower middleware for WeChat callback servers (Official Accounts, WeCom, Mini Programs
+//! that push XML).
+//!
+//! WeChat POSTs every user message to your URL and waits 5 seconds. tower-wechat makes that
+//! URL safe and typed with one `.layer(...)`: [`VerifyLayer`] answers the GET handshake,
+//! checks every POST's signature against your token, refuses replays and oversized bodies,
+//! and parses the XML once into a [`Message`]; the handler answers with a typed [`Reply`].
+//!
+//! # Quick start (axum)
+//!
+//! ```no_run
+//! use axum::{Router, routing::post};
+//! use tower_wechat::{Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
+//!
+//! async fn echo(message: Message) -> Reply {
+//!     match &message.kind {
+//!         MessageKind::Text { content } => message.reply(ReplyContent::text(content.clone())),
+//!         _ => Reply::success(),
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let token = Token::new(std::env::var("WECHAT_TOKEN")?)?;
+//! let app = Router::new()
+//!     .route("/wechat", post(echo))
+//!     .layer(VerifyLayer::new(token));
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The GET handshake never reaches `echo`: the layer answers it. Put `VerifyLayer` on the
+//! callback route only (with `Router::layer` on a router that holds just that route, or
+//! `MethodRouter::layer`), since it refuses every request that WeChat did not sign.
+//!
+//! # Plain hyper
+//!
+//! [`Verify`] is an ordinary tower service; serve it with
+//! `hyper_util::service::TowerToHyperService`. The handler receives the verified body as a
+//! `Request<Full<Bytes>>` and finds the [`Message`] in its extensions; a [`Reply`] converts
+//! into `http::Response<Full<Bytes>>`:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_wechat::{Message, Reply, Token, VerifyLayer};
+//!
+//! async fn handle(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+//!     let message = request.extensions().get::<Message>().expect("behind VerifyLayer");
+//!     let _ = message.msg_id;
+//!     Ok(Reply::success().into())
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .layer(VerifyLayer::new(Token::new("mytoken").unwrap()))
+//!     .service_fn(handle);
+//! // An unsigned request is refused by the layer, never reaching `handle`.
+//! let response = service
+//!     .oneshot(Request::post("/wechat").body(Full::<Bytes>::default()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(response.status(), 400);
+//! // Serve it: hyper::server::conn::http1::Builder::new()
+//! //     .serve_connection(io, hyper_util::service::TowerToHyperService::new(service))
+//! # }
+//! ```
+//!
+//! # Choices worth knowing
+//!
+//! - **Statuses.** Missing or malformed query parameters, unreadable bodies and malformed
+//!   XML get 400; a wrong signature, a timestamp outside the window, or a reused nonce get
+//!   403; other methods 405; bodies over the limit 413. Each with a short plain-text reason
+//!   and a `tracing` warning; never the token. See [`verify::Rejection`].
+//! - **Replays.** Timestamps more than 300 s from the server's clock are refused (see
+//!   [`VerifyLayer::timestamp_window`]). A timestamp + nonce pair is remembered with a
+//!   fingerprint of its body: the same pair with another body is refused, while a
+//!   byte-identical repeat, which is what WeChat's own retries look like, passes with
+//!   [`CallbackQuery::redelivered`] set. Memory is bounded; see
+//!   [`VerifyLayer::nonce_cache_capacity`].
+//! - **Body.** Capped at 64 KiB by default ([`VerifyLayer::body_limit`]); read once, parsed
+//!   once, handed on unchanged.
+//! - **Messages.** Unknown message and event types are kept with all their fields, never
+//!   refused; see [`message`].
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `axum` | yes | [`Message`] and [`CallbackQuery`] extractors, `IntoResponse` for [`Reply`] |
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
+pub mod message;
+pub mod signature;
+pub mod verify;
+
+pub use message::{Event, Message, MessageKind, Reply, ReplyContent};
+pub use signature::Token;
+pub use verify::{CallbackQuery, Verify, VerifyLayer};
+
+/// The README's Rust examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

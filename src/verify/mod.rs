@@ -1,0 +1,34 @@
+//! Verification of WeChat callbacks (plain mode).
+//!
+//! [`VerifyLayer`] answers WeChat's URL handshake, checks each message's `signature` against
+//! the configured token(s) in constant time, refuses stale timestamps and reused nonces,
+//! caps the body, and parses the XML once into a [`Message`](crate::Message) that the handler
+//! finds in the request extensions (or through the axum extractor).
+//!
+//! Refusals are answered by the layer itself with a 4xx and a short plain-text reason; see
+//! [`Rejection`] for the status of each.
+//!
+//! # Replays and WeChat's retries
+//!
+//! WeChat retries a delivery it got no timely answer for with the *same* signed query and
+//! body, so a byte-identical repeat passes (flagged [`CallbackQuery::redelivered`]); the same
+//! timestamp + nonce with another body is a forged reuse and gets 403. De-duplicating retries
+//! of one *message* (same `MsgId`) is the job of a layer after this one.
+
+mod body;
+mod future;
+mod layer;
+mod query;
+mod rejection;
+mod replay;
+mod service;
+
+pub use body::ResponseBody;
+pub use future::ResponseFuture;
+pub use layer::VerifyLayer;
+pub use query::CallbackQuery;
+pub use rejection::Rejection;
+pub use service::Verify;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! The callback URL's query parameters.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::message::mask_openid;
+use crate::signature::Signature;
+
+use super::rejection::Rejection;
+
+/// The verified query parameters of a callback, put in the request extensions by
+/// [`Verify`](super::Verify) next to the parsed [`Message`](crate::Message).
+///
+/// `Debug` masks the openid.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CallbackQuery {
+    /// The signed `timestamp` (Unix seconds).
+    pub timestamp: u64,
+    /// The signed `nonce`.
+    pub nonce: String,
+    /// The sender's `openid`, which Official Accounts add to message callbacks.
+    pub openid: Option<String>,
+    /// This exact signed request (same query and body) was already accepted: WeChat retries a
+    /// delivery it got no timely answer for with the same query. Best effort: remembered
+    /// while the nonce memory holds the pair.
+    pub redelivered: bool,
+}
+
+impl fmt::Debug for CallbackQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackQuery")
+            .field("timestamp", &self.timestamp)
+            .field("nonce", &self.nonce)
+            .field("openid", &self.openid.as_deref().map(mask_openid))
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
+
+/// Nonces are short digit strings; anything longer is not WeChat.
+const MAX_NONCE_LEN: usize = 64;
+
+/// The parameters as they came, before the signature is checked.
+#[derive(Default)]
+pub(crate) struct RawQuery<'a> {
+    signature: Option<Cow<'a, str>>,
+    timestamp: Option<Cow<'a, str>>,
+    nonce: Option<Cow<'a, str>>,
+    pub(crate) echostr: Option<Cow<'a, str>>,
+    openid: Option<Cow<'a, str>>,
+    pub(crate) encrypt_type: Option<Cow<'a, str>>,
+}
+
+/// The signed parts of a query, checked for shape but not yet for the signature.
+pub(crate) struct SignedParts<'q> {
+    pub(crate) signature: Signature,
+    pub(crate) timestamp_text: &'q str,
+    pub(crate) timestamp: u64,
+    pub(crate) nonce: &'q str,
+}
+
+impl<'a> RawQuery<'a> {
+    /// Splits and percent-decodes the query; a known parameter given twice is refused.
+    pub(crate) fn parse(query: &'a str) -> Result<Self, Rejection> {
+        let mut raw = Self::default();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            let slot = match name.as_ref() {
+                "signature" => &mut raw.signature,
+                "timestamp" => &mut raw.timestamp,
+                "nonce" => &mut raw.nonce,
+                "echostr" => &mut raw.echostr,
+                "openid" => &mut raw.openid,
+                "encrypt_type" => &mut raw.encrypt_type,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(Rejection::DuplicateParameter(static_name(&name)));
+            }
+        }
+        Ok(raw)
+    }
+
+    /// Checks that `signature`, `timestamp` and `nonce` are present and well formed.
+    pub(crate) fn signed_parts(&self) -> Result<SignedParts<'_>, Rejection> {
+        let signature = required(&self.signature, "signature")?;
+        let timestamp_text = required(&self.timestamp, "timestamp")?;
+        let nonce = required(&self.nonce, "nonce")?;
+        let signature = Signature::from_hex(signature)
+            .map_err(|_| Rejection::InvalidParameter("signature"))?;
+        let timestamp = timestamp_text
+            .parse()
+            .ok()
+            .filter(|_| timestamp_text.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or(Rejection::InvalidParameter("timestamp"))?;
+        if nonce.len() > MAX_NONCE_LEN {
+            return Err(Rejection::InvalidParameter("nonce"));
+        }
+        Ok(SignedParts {
+            signature,
+            timestamp_text,
+            timestamp,
+            nonce,
+        })
+    }
+
+    pub(crate) fn into_callback_query(self, timestamp: u64) -> CallbackQuery {
+        CallbackQuery {
+            timestamp,
+            nonce: self.nonce.map(Cow::into_owned).unwrap_or_default(),
+            openid: self.openid.map(Cow::into_owned),
+            redelivered: false,
+        }
+    }
+}
+
+fn required<'q>(value: &'q Option<Cow<'_, str>>, name: &'static str) -> Result<&'q str, Rejection> {
+    match value.as_deref() {
+        None | Some("") => Err(Rejection::MissingParameter(name)),
+        Some(value) => Ok(value),
+    }
+}
+
+fn static_name(name: &str) -> &'static str {
+    match name {
+        "signature" => "signature",
+        "timestamp" => "timestamp",
+        "nonce" => "nonce",
+        "echostr" => "echostr",
+        "openid" => "openid",
+        _ => "encrypt_type",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=1410685589&nonce=test";
+
+    #[test]
+    fn parses_and_decodes_known_parameters() {
+        let raw = RawQuery::parse(&format!("{GOOD}&echostr=a%2Bb%3D&openid=oABC&other=1")).unwrap();
+        assert_eq!(raw.echostr.as_deref(), Some("a+b="));
+        let parts = raw.signed_parts().unwrap();
+        assert_eq!(parts.timestamp, 1_410_685_589);
+        assert_eq!(parts.timestamp_text, "1410685589");
+        assert_eq!(parts.nonce, "test");
+        let query = raw.into_callback_query(1_410_685_589);
+        assert_eq!(query.openid.as_deref(), Some("oABC"));
+    }
+
+    #[test]
+    fn missing_parameters_are_named() {
+        for (query, missing) in [
+            ("timestamp=1&nonce=2", "signature"),
+            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&nonce=2", "timestamp"),
+            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=1&nonce=", "nonce"),
+        ] {
+            let raw = RawQuery::parse(query).unwrap();
+            assert!(
+                matches!(raw.signed_parts(), Err(Rejection::MissingParameter(name)) if name == missing),
+                "{query}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_parameters_are_named() {
+        for (query, invalid) in [
+            ("signature=xyz&timestamp=1&nonce=2", "signature"),
+            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=-1&nonce=2", "timestamp"),
+            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=%2B1&nonce=2", "timestamp"),
+            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=99999999999999999999999&nonce=2", "timestamp"),
+        ] {
+            let raw = RawQuery::parse(query).unwrap();
+            assert!(
+                matches!(raw.signed_parts(), Err(Rejection::InvalidParameter(name)) if name == invalid),
+                "{query}"
+            );
+        }
+        let long_nonce = format!("{GOOD}0{}", "1".repeat(MAX_NONCE_LEN));
+        let raw = RawQuery::parse(&long_nonce).unwrap();
+        assert!(matches!(raw.signed_parts(), Err(Rejection::InvalidParameter("nonce"))));
+    }
+
+    #[test]
+    fn duplicated_parameters_are_refused() {
+        let result = RawQuery::parse(&format!("{GOOD}&nonce=other"));
+        assert!(matches!(result, Err(Rejection::DuplicateParameter("nonce"))));
+    }
+
+    #[test]
+    fn debug_masks_the_openid() {
+        let query = CallbackQuery {
+            timestamp: 1,
+            nonce: "n".into(),
+            openid: Some("oia2Tj-jewbmiOUlr6X-1crbLOvLw".into()),
+            redelivered: false,
+        };
+        let shown = format!("{query:?}");
+        assert!(!shown.contains("oia2Tj-jewbmiOUlr6X-1crbLOvLw"), "{shown}");
+    }
+}

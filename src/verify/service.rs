@@ -1,0 +1,144 @@
+//! [`Verify`]: the middleware service.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, header};
+use http_body::Body;
+use http_body_util::Full;
+use tower_service::Service;
+
+use crate::signature::Token;
+
+use super::body::ResponseBody;
+use super::future::ResponseFuture;
+use super::layer::{Shared, VerifyLayer};
+use super::query::RawQuery;
+use super::rejection::Rejection;
+
+/// Middleware that verifies WeChat callbacks; see [`VerifyLayer`] for its settings.
+///
+/// - `GET` with `signature`, `timestamp`, `nonce` and `echostr`: the URL handshake. A valid
+///   one is answered `200` with the `echostr`; the inner service is not called.
+/// - `POST`: the signature, timestamp window and nonce are checked, the body is read (up to
+///   the limit) and parsed once; the inner service gets the same bytes as a
+///   `Request<Full<Bytes>>` with the [`Message`](crate::Message) and the
+///   [`CallbackQuery`](super::CallbackQuery) in its extensions.
+/// - Anything else is refused with a 4xx and a short plain-text reason (see [`Rejection`]),
+///   and a `tracing` warning naming the reason. The error type stays `S::Error`, so axum needs
+///   no `HandleErrorLayer`.
+#[derive(Clone, Debug)]
+pub struct Verify<S> {
+    pub(crate) inner: S,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<S> Verify<S> {
+    /// Wraps `inner` with the default settings for `token`.
+    pub fn new(inner: S, token: Token) -> Self {
+        tower_layer::Layer::layer(&VerifyLayer::new(token), inner)
+    }
+
+    /// A [`VerifyLayer`] with the default settings for `token`.
+    pub fn layer(token: Token) -> VerifyLayer {
+        VerifyLayer::new(token)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Verify<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body,
+    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ReqBody, S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let outcome = match *request.method() {
+            Method::GET => self.handshake(&request).map(|echo| Err(echo)),
+            Method::POST => self.check_post(&request).map(Ok),
+            _ => Err(Rejection::MethodNotAllowed),
+        };
+        match outcome {
+            Ok(Ok((query, encrypted))) => {
+                // The clone goes back into `self`; the one that was polled ready is used.
+                let inner = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, inner);
+                ResponseFuture::read_body(inner, self.shared.clone(), request, query, encrypted)
+            }
+            Ok(Err(echo)) => ResponseFuture::answered(echo),
+            Err(rejection) => ResponseFuture::answered(
+                rejection.into_response(request.method(), request.uri().path()),
+            ),
+        }
+    }
+}
+
+impl<S> Verify<S> {
+    /// Answers a verified URL handshake with its `echostr`.
+    fn handshake<B>(&self, request: &Request<B>) -> Result<Response<Full<Bytes>>, Rejection> {
+        let query = RawQuery::parse(request.uri().query().unwrap_or_default())?;
+        let echostr = query
+            .echostr
+            .as_deref()
+            .filter(|echostr| !echostr.is_empty())
+            .ok_or(Rejection::MissingParameter("echostr"))?;
+        let timestamp = self.shared.verify(&query)?;
+        let parts = query.signed_parts()?;
+        self.shared.remember(timestamp, parts.nonce, echostr.as_bytes())?;
+        tracing::info!(path = request.uri().path(), "answered WeChat URL handshake");
+        let mut response = Response::new(Full::from(echostr.to_owned()));
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        Ok(response)
+    }
+
+    /// Checks a message callback's query and declared length before its body is read.
+    fn check_post<B: Body>(
+        &self,
+        request: &Request<B>,
+    ) -> Result<(super::CallbackQuery, bool), Rejection> {
+        let query = RawQuery::parse(request.uri().query().unwrap_or_default())?;
+        let timestamp = self.shared.verify(&query)?;
+        let limit = self.shared.body_limit();
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+            .or(request.body().size_hint().exact());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(Rejection::PayloadTooLarge(limit));
+        }
+        let encrypted = query.encrypt_type.as_deref() == Some("aes");
+        Ok((query.into_callback_query(timestamp), encrypted))
+    }
+}
