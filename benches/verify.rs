@@ -14,9 +14,9 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt, service_fn};
+use tower_wechat::VerifyLayer;
 use tower_wechat::message::{Article, Message, Reply, ReplyContent};
 use tower_wechat::signature::{Signature, Token};
-use tower_wechat::VerifyLayer;
 
 const TEXT: &str = "<xml><ToUserName><![CDATA[gh_97417a04a28d]]></ToUserName>\
 <FromUserName><![CDATA[oia2Tj-jewbmiOUlr6X-1crbLOvLw]]></FromUserName>\
@@ -51,7 +51,8 @@ fn signature(c: &mut Criterion) {
     let expected = Signature::from_hex("899cf89e464efb63f54ddac96b0a0a235f53aa78").unwrap();
     c.bench_function("signature/plain_verify", |b| {
         b.iter(|| {
-            let sent = Signature::from_hex(black_box("899cf89e464efb63f54ddac96b0a0a235f53aa78")).unwrap();
+            let sent =
+                Signature::from_hex(black_box("899cf89e464efb63f54ddac96b0a0a235f53aa78")).unwrap();
             Signature::plain(&token, black_box("1714037059"), black_box("486452656")).verify(&sent)
                 && sent.verify(&expected)
         })
@@ -67,7 +68,9 @@ fn parse(c: &mut Criterion) {
         ("event_subscribe", SUBSCRIBE),
         ("event_click", CLICK),
     ] {
-        group.bench_function(name, |b| b.iter(|| Message::parse(black_box(xml.as_bytes())).unwrap()));
+        group.bench_function(name, |b| {
+            b.iter(|| Message::parse(black_box(xml.as_bytes())).unwrap())
+        });
     }
     group.finish();
 }
@@ -85,7 +88,9 @@ fn reply(c: &mut Criterion) {
     };
     let news = message.reply(ReplyContent::news(vec![article; 3]).unwrap());
     group.bench_function("news_3", |b| b.iter(|| black_box(&news).to_xml()));
-    group.bench_function("success", |b| b.iter(|| black_box(Reply::success()).to_bytes()));
+    group.bench_function("success", |b| {
+        b.iter(|| black_box(Reply::success()).to_bytes())
+    });
     group.finish();
 }
 
@@ -107,11 +112,13 @@ fn signed_request(token: &Token, nonce: &AtomicU64) -> Request<Full<Bytes>> {
 }
 
 fn layer(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let token = Token::new("benchtoken").unwrap();
     let nonce = AtomicU64::new(0);
     let handler = service_fn(|_request: Request<Full<Bytes>>| async {
-        Ok::<_, Infallible>(Response::new(Full::from("success")))
+        Ok::<_, Infallible>(Response::new(Full::<Bytes>::from("success")))
     });
     let verified = VerifyLayer::new(token.clone()).layer(handler);
 

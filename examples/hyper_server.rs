@@ -63,11 +63,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .parse()?;
     let verify = verify_layer()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("WeChat callback URL: http://{}/wechat", listener.local_addr()?);
+    println!(
+        "WeChat callback URL: http://{}/wechat",
+        listener.local_addr()?
+    );
 
     loop {
         let (stream, _) = listener.accept().await?;
-        let verified = ServiceBuilder::new().layer(verify.clone()).service_fn(handle);
+        let verified = ServiceBuilder::new()
+            .layer(verify.clone())
+            .service_fn(handle);
         // Route by path before VerifyLayer, so only /wechat is verified.
         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
             let verified = verified.clone();

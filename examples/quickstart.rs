@@ -110,9 +110,8 @@ fn print_how_to_try(addr: SocketAddr) {
     let timestamp = now.as_secs().to_string();
     let nonce = (now.subsec_nanos() % 1_000_000_000).to_string();
     let signature = Signature::plain(&token, &timestamp, &nonce);
-    let url = format!(
-        "http://{addr}/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}"
-    );
+    let url =
+        format!("http://{addr}/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}");
     let using = if std::env::var("WECHAT_TOKEN").is_ok() {
         "the token from WECHAT_TOKEN"
     } else {

@@ -40,7 +40,8 @@ impl IntoResponse for MissingVerifyLayer {
 ///         _ => Reply::success(),
 ///     }
 /// }
-/// # let _ = axum::routing::post(handler);
+/// let route: axum::routing::MethodRouter = axum::routing::post(handler);
+/// # let _ = route;
 /// ```
 impl<S: Send + Sync> FromRequestParts<S> for Message {
     type Rejection = MissingVerifyLayer;

@@ -111,11 +111,15 @@ impl Signature {
             let sorted = &mut sorted[..parts.len()];
             sorted.copy_from_slice(parts);
             sorted.sort_unstable();
-            sorted.iter().for_each(|part| hasher.update(part.as_bytes()));
+            sorted
+                .iter()
+                .for_each(|part| hasher.update(part.as_bytes()));
         } else {
             let mut sorted = parts.to_vec();
             sorted.sort_unstable();
-            sorted.iter().for_each(|part| hasher.update(part.as_bytes()));
+            sorted
+                .iter()
+                .for_each(|part| hasher.update(part.as_bytes()));
         }
         Self(hasher.finalize().into())
     }
@@ -245,7 +249,10 @@ mod tests {
         let expected = Signature::from_hex("4f3ad57b6989f09f4eb392acce4f9e93942ed890").unwrap();
         let computed = Signature::message(&token("pamtest"), "1458300676", "260774613", encrypt);
         assert!(computed.verify(&expected));
-        assert!(!Signature::message(&token("pamtest"), "1458300676", "260774614", encrypt).verify(&expected));
+        assert!(
+            !Signature::message(&token("pamtest"), "1458300676", "260774614", encrypt)
+                .verify(&expected)
+        );
     }
 
     #[test]

@@ -32,7 +32,9 @@ async fn answers_the_url_handshake() {
 #[tokio::test]
 async fn echoes_a_text_message_as_a_passive_reply() {
     let wechat = start(layer()).await;
-    let answer = wechat.deliver(&text_message("你好, <b>world</b> ]]> & co", 1)).await;
+    let answer = wechat
+        .deliver(&text_message("你好, <b>world</b> ]]> & co", 1))
+        .await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         answer.headers[header::CONTENT_TYPE],
@@ -47,7 +49,9 @@ async fn echoes_a_text_message_as_a_passive_reply() {
     );
     // What WeChat would parse: a text message with exactly that content.
     let parsed = Message::parse(answer.body.as_bytes()).unwrap();
-    assert!(matches!(parsed.kind, MessageKind::Text { ref content } if content == "You said: 你好, <b>world</b> ]]> & co"));
+    assert!(
+        matches!(parsed.kind, MessageKind::Text { ref content } if content == "You said: 你好, <b>world</b> ]]> & co")
+    );
 }
 
 #[tokio::test]
@@ -60,7 +64,10 @@ async fn unhandled_message_types_get_success() {
         now()
     );
     let answer = wechat.deliver(&xml).await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "success"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "success")
+    );
 }
 
 #[tokio::test]
@@ -71,24 +78,37 @@ async fn refuses_bad_requests_and_stays_healthy() {
     // Forged: signed with another token.
     let forger = WeChat::new(wechat.addr(), "someothertoken");
     let answer = forger.deliver(&message).await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::FORBIDDEN, "signature does not match"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::FORBIDDEN, "signature does not match")
+    );
 
     // Stale: ten minutes old.
     let query = wechat.signed_query_at(now() - 600);
-    let answer = wechat.send(Method::POST, &format!("/wechat?{query}"), message.clone()).await;
+    let answer = wechat
+        .send(Method::POST, &format!("/wechat?{query}"), message.clone())
+        .await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
     assert_eq!(answer.body, "timestamp is outside the accepted window");
 
     // Replayed: a captured query with another body.
     let query = wechat.signed_query();
-    let first = wechat.send(Method::POST, &format!("/wechat?{query}"), message.clone()).await;
+    let first = wechat
+        .send(Method::POST, &format!("/wechat?{query}"), message.clone())
+        .await;
     assert_eq!(first.status, StatusCode::OK);
     let replayed = wechat
-        .send(Method::POST, &format!("/wechat?{query}"), text_message("forged", 8))
+        .send(
+            Method::POST,
+            &format!("/wechat?{query}"),
+            text_message("forged", 8),
+        )
         .await;
     assert_eq!(replayed.status, StatusCode::FORBIDDEN);
     // WeChat's own retry (same query, same body) still gets the reply.
-    let retry = wechat.send(Method::POST, &format!("/wechat?{query}"), message.clone()).await;
+    let retry = wechat
+        .send(Method::POST, &format!("/wechat?{query}"), message.clone())
+        .await;
     assert_eq!((retry.status, &retry.body), (StatusCode::OK, &first.body));
 
     // Malformed XML.
@@ -98,13 +118,23 @@ async fn refuses_bad_requests_and_stays_healthy() {
 
     // Oversized.
     let answer = wechat.deliver(&text_message(&"x".repeat(5000), 9)).await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "body is larger than 4096 bytes"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body is larger than 4096 bytes"
+        )
+    );
 
     // Missing and malformed parameters.
     let answer = wechat.send(Method::POST, "/wechat", message.clone()).await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     let answer = wechat
-        .send(Method::POST, &format!("/wechat?signature=nothex&timestamp={}&nonce=1", now()), message.clone())
+        .send(
+            Method::POST,
+            &format!("/wechat?signature=nothex&timestamp={}&nonce=1", now()),
+            message.clone(),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
 

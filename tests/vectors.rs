@@ -44,7 +44,10 @@ fn plain_signatures() {
 #[test]
 fn message_signatures() {
     let mut checked = 0;
-    for vector in vectors().iter().filter(|v| v.get("msg_signature").is_some()) {
+    for vector in vectors()
+        .iter()
+        .filter(|v| v.get("msg_signature").is_some())
+    {
         let Some(token) = token(vector) else { continue };
         // The signed fourth part is `Encrypt`, or the encrypted echostr for WeCom's handshake.
         let encrypted = vector
@@ -80,23 +83,37 @@ fn message_signature_depends_on_the_nonce() {
     assert!(!computed.verify(&expected));
 }
 
-/// Every decrypted plaintext that is a WeChat message parses.
+/// Every decrypted plaintext that is a pushed message parses as a `Message`; every one that
+/// is a passive reply parses as a `Reply`.
 #[test]
 fn documented_plaintexts_parse() {
-    let mut parsed = 0;
+    let (mut messages, mut replies) = (0, 0);
     for vector in vectors() {
         let Some(plaintext) = vector.get("plaintext").and_then(Value::as_str) else {
             continue;
         };
         if !plaintext.contains("<MsgType>") {
-            continue; // V4a's free text and V10b's demo reply are not messages
+            continue; // V4a's free text and V10b's demo body are neither
         }
-        let message = Message::parse(plaintext.as_bytes())
-            .unwrap_or_else(|error| panic!("{}: {error}", vector["id"]));
-        assert!(!message.to_user_name.is_empty(), "{}", vector["id"]);
-        parsed += 1;
+        let id = &vector["id"];
+        if vector["kind"]
+            .as_str()
+            .unwrap()
+            .starts_with("safe_mode_decrypt")
+        {
+            let message = Message::parse(plaintext.as_bytes())
+                .unwrap_or_else(|error| panic!("{id}: {error}"));
+            assert!(!message.to_user_name.is_empty(), "{id}");
+            messages += 1;
+        } else {
+            let reply =
+                Reply::parse(plaintext.as_bytes()).unwrap_or_else(|error| panic!("{id}: {error}"));
+            assert!(reply.content().is_some(), "{id}");
+            replies += 1;
+        }
     }
-    assert!(parsed >= 5, "only {parsed} plaintexts parsed");
+    assert!(messages >= 4, "only {messages} messages parsed");
+    assert!(replies >= 2, "only {replies} replies parsed");
 }
 
 /// The documented handshake through the layer, with the window off for its old timestamp.

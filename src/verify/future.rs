@@ -35,6 +35,10 @@ where
 }
 
 #[pin_project(project = StateProj)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "the future is pinned once per request; boxing the request parts would add an allocation per callback"
+)]
 enum State<B, S>
 where
     B: Body,
@@ -140,10 +144,11 @@ where
 {
     /// Checks the nonce, parses the body and calls the inner service, or answers with the
     /// rejection.
-    fn call(
-        self,
-        body: Result<Bytes, BoxError>,
-    ) -> Result<S::Future, Response<Full<Bytes>>> {
+    #[expect(
+        clippy::result_large_err,
+        reason = "the rejection response becomes the future's output as it is"
+    )]
+    fn call(self, body: Result<Bytes, BoxError>) -> Result<S::Future, Response<Full<Bytes>>> {
         let Self {
             mut inner,
             shared,
@@ -158,9 +163,7 @@ where
                 .and_then(|redelivered| {
                     query.redelivered = redelivered;
                     let message = Message::parse(&bytes).map_err(|error| match error {
-                        ParseError::MissingField("MsgType") if encrypted => {
-                            Rejection::EncryptedWithoutKey
-                        }
+                        ParseError::MissingField(_) if encrypted => Rejection::EncryptedWithoutKey,
                         error => Rejection::MalformedXml(error),
                     })?;
                     Ok((message, bytes))

@@ -165,10 +165,14 @@ impl Shared {
     pub(crate) fn verify(&self, query: &RawQuery<'_>) -> Result<u64, Rejection> {
         let parts = query.signed_parts()?;
         // Every token is tried, so timing does not tell which one matched.
-        let matched = self.settings.tokens.iter().fold(Choice::from(0), |matched, token| {
-            let expected = Signature::plain(token, parts.timestamp_text, parts.nonce);
-            matched | Choice::from(u8::from(expected.verify(&parts.signature)))
-        });
+        let matched = self
+            .settings
+            .tokens
+            .iter()
+            .fold(Choice::from(0), |matched, token| {
+                let expected = Signature::plain(token, parts.timestamp_text, parts.nonce);
+                matched | Choice::from(u8::from(expected.verify(&parts.signature)))
+            });
         if !bool::from(matched) {
             return Err(Rejection::SignatureMismatch);
         }
@@ -179,7 +183,12 @@ impl Shared {
     }
 
     /// Records the verified pair with `body`; `true` when it is an identical repeat.
-    pub(crate) fn remember(&self, timestamp: u64, nonce: &str, body: &[u8]) -> Result<bool, Rejection> {
+    pub(crate) fn remember(
+        &self,
+        timestamp: u64,
+        nonce: &str,
+        body: &[u8],
+    ) -> Result<bool, Rejection> {
         let fingerprint = self.replay.fingerprint(body);
         match self.replay.remember(timestamp, nonce, fingerprint) {
             Ok(delivery) => Ok(delivery == Delivery::Repeat),

@@ -85,8 +85,8 @@ impl<'a> RawQuery<'a> {
         let signature = required(&self.signature, "signature")?;
         let timestamp_text = required(&self.timestamp, "timestamp")?;
         let nonce = required(&self.nonce, "nonce")?;
-        let signature = Signature::from_hex(signature)
-            .map_err(|_| Rejection::InvalidParameter("signature"))?;
+        let signature =
+            Signature::from_hex(signature).map_err(|_| Rejection::InvalidParameter("signature"))?;
         let timestamp = timestamp_text
             .parse()
             .ok()
@@ -135,11 +135,13 @@ fn static_name(name: &str) -> &'static str {
 mod tests {
     use super::*;
 
-    const GOOD: &str = "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=1410685589&nonce=test";
+    const GOOD: &str =
+        "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=1410685589&nonce=test";
 
     #[test]
     fn parses_and_decodes_known_parameters() {
-        let raw = RawQuery::parse(&format!("{GOOD}&echostr=a%2Bb%3D&openid=oABC&other=1")).unwrap();
+        let query = format!("{GOOD}&echostr=a%2Bb%3D&openid=oABC&other=1");
+        let raw = RawQuery::parse(&query).unwrap();
         assert_eq!(raw.echostr.as_deref(), Some("a+b="));
         let parts = raw.signed_parts().unwrap();
         assert_eq!(parts.timestamp, 1_410_685_589);
@@ -153,8 +155,14 @@ mod tests {
     fn missing_parameters_are_named() {
         for (query, missing) in [
             ("timestamp=1&nonce=2", "signature"),
-            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&nonce=2", "timestamp"),
-            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=1&nonce=", "nonce"),
+            (
+                "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&nonce=2",
+                "timestamp",
+            ),
+            (
+                "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=1&nonce=",
+                "nonce",
+            ),
         ] {
             let raw = RawQuery::parse(query).unwrap();
             assert!(
@@ -168,9 +176,18 @@ mod tests {
     fn malformed_parameters_are_named() {
         for (query, invalid) in [
             ("signature=xyz&timestamp=1&nonce=2", "signature"),
-            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=-1&nonce=2", "timestamp"),
-            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=%2B1&nonce=2", "timestamp"),
-            ("signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=99999999999999999999999&nonce=2", "timestamp"),
+            (
+                "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=-1&nonce=2",
+                "timestamp",
+            ),
+            (
+                "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=%2B1&nonce=2",
+                "timestamp",
+            ),
+            (
+                "signature=f21891de399b4e33a1a93c9a7b8a8fffb5a443ff&timestamp=99999999999999999999999&nonce=2",
+                "timestamp",
+            ),
         ] {
             let raw = RawQuery::parse(query).unwrap();
             assert!(
@@ -180,13 +197,20 @@ mod tests {
         }
         let long_nonce = format!("{GOOD}0{}", "1".repeat(MAX_NONCE_LEN));
         let raw = RawQuery::parse(&long_nonce).unwrap();
-        assert!(matches!(raw.signed_parts(), Err(Rejection::InvalidParameter("nonce"))));
+        assert!(matches!(
+            raw.signed_parts(),
+            Err(Rejection::InvalidParameter("nonce"))
+        ));
     }
 
     #[test]
     fn duplicated_parameters_are_refused() {
-        let result = RawQuery::parse(&format!("{GOOD}&nonce=other"));
-        assert!(matches!(result, Err(Rejection::DuplicateParameter("nonce"))));
+        let query = format!("{GOOD}&nonce=other");
+        let result = RawQuery::parse(&query);
+        assert!(matches!(
+            result,
+            Err(Rejection::DuplicateParameter("nonce"))
+        ));
     }
 
     #[test]

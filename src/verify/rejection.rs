@@ -104,9 +104,9 @@ impl fmt::Display for Rejection {
             Self::PayloadTooLarge(limit) => write!(f, "body is larger than {limit} bytes"),
             Self::BodyRead => f.write_str("request body could not be read"),
             Self::MalformedXml(error) => write!(f, "malformed XML: {error}"),
-            Self::EncryptedWithoutKey => f.write_str(
-                "message is encrypted (safe mode) but no EncodingAESKey is configured",
-            ),
+            Self::EncryptedWithoutKey => {
+                f.write_str("message is encrypted (safe mode) but no EncodingAESKey is configured")
+            }
         }
     }
 }

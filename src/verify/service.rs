@@ -76,24 +76,35 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let outcome = match *request.method() {
-            Method::GET => self.handshake(&request).map(|echo| Err(echo)),
-            Method::POST => self.check_post(&request).map(Ok),
+        let checked = match *request.method() {
+            Method::GET => {
+                return match self.handshake(&request) {
+                    Ok(echo) => ResponseFuture::answered(echo),
+                    Err(rejection) => reject(rejection, &request),
+                };
+            }
+            Method::POST => self.check_post(&request),
             _ => Err(Rejection::MethodNotAllowed),
         };
-        match outcome {
-            Ok(Ok((query, encrypted))) => {
+        match checked {
+            Ok((query, encrypted)) => {
                 // The clone goes back into `self`; the one that was polled ready is used.
                 let inner = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, inner);
                 ResponseFuture::read_body(inner, self.shared.clone(), request, query, encrypted)
             }
-            Ok(Err(echo)) => ResponseFuture::answered(echo),
-            Err(rejection) => ResponseFuture::answered(
-                rejection.into_response(request.method(), request.uri().path()),
-            ),
+            Err(rejection) => reject(rejection, &request),
         }
     }
+}
+
+fn reject<B, S>(rejection: Rejection, request: &Request<B>) -> ResponseFuture<B, S>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Service<Request<Full<Bytes>>>,
+{
+    ResponseFuture::answered(rejection.into_response(request.method(), request.uri().path()))
 }
 
 impl<S> Verify<S> {
@@ -107,7 +118,8 @@ impl<S> Verify<S> {
             .ok_or(Rejection::MissingParameter("echostr"))?;
         let timestamp = self.shared.verify(&query)?;
         let parts = query.signed_parts()?;
-        self.shared.remember(timestamp, parts.nonce, echostr.as_bytes())?;
+        self.shared
+            .remember(timestamp, parts.nonce, echostr.as_bytes())?;
         tracing::info!(path = request.uri().path(), "answered WeChat URL handshake");
         let mut response = Response::new(Full::from(echostr.to_owned()));
         let headers = response.headers_mut();

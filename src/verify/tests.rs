@@ -53,22 +53,24 @@ struct Probe {
 impl Probe {
     fn layered(&self, layer: VerifyLayer) -> Verify<Inner> {
         let calls = self.calls.clone();
-        layer.layer(BoxCloneService::new(service_fn(move |request: Request<Full<Bytes>>| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let message = request.extensions().get::<Message>().cloned();
-                let query = request.extensions().get::<CallbackQuery>().cloned();
-                let body = request.into_body().collect().await.unwrap().to_bytes();
-                let summary = format!(
-                    "content={:?} openid={:?} redelivered={:?} body_len={}",
-                    message.map(|m| m.kind),
-                    query.as_ref().map(|q| q.openid.clone()),
-                    query.map(|q| q.redelivered),
-                    body.len()
-                );
-                Ok::<_, Infallible>(Response::new(Full::from(summary)))
-            }
-        })))
+        layer.layer(BoxCloneService::new(service_fn(
+            move |request: Request<Full<Bytes>>| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let message = request.extensions().get::<Message>().cloned();
+                    let query = request.extensions().get::<CallbackQuery>().cloned();
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    let summary = format!(
+                        "content={:?} openid={:?} redelivered={:?} body_len={}",
+                        message.map(|m| m.kind),
+                        query.as_ref().map(|q| q.openid.clone()),
+                        query.map(|q| q.redelivered),
+                        body.len()
+                    );
+                    Ok::<_, Infallible>(Response::new(Full::from(summary)))
+                }
+            },
+        )))
     }
 
     fn calls(&self) -> usize {
@@ -78,7 +80,11 @@ impl Probe {
 
 async fn send<S, B>(service: S, request: Request<B>) -> (StatusCode, String)
 where
-    S: tower_service::Service<Request<B>, Response = Response<ResponseBody<Full<Bytes>>>, Error = Infallible>,
+    S: tower_service::Service<
+            Request<B>,
+            Response = Response<ResponseBody<Full<Bytes>>>,
+            Error = Infallible,
+        >,
 {
     let response = service.oneshot(request).await.unwrap();
     let status = response.status();
@@ -95,7 +101,7 @@ async fn handshake_echoes_without_calling_the_inner_service() {
     let probe = Probe::default();
     let query = signed_query(TOKEN, unix_now(), "1");
     let request = Request::get(format!("/wechat?{query}&echostr=hello%2Bworld"))
-        .body(Full::default())
+        .body(Full::<Bytes>::default())
         .unwrap();
     let response = probe.layered(layer()).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -115,7 +121,7 @@ async fn handshake_documented_vector_v2a_passes_with_the_window_off() {
         "/wechat?signature=f464b24fc39322e44b38aa78f5edd27bd1441696&echostr=4375120948345356249\
          &timestamp=1714036504&nonce=1514711492",
     )
-    .body(Full::default())
+    .body(Full::<Bytes>::default())
     .unwrap();
     let verify = probe.layered(layer_for("AAAAA").disable_timestamp_window());
     assert_eq!(
@@ -127,7 +133,7 @@ async fn handshake_documented_vector_v2a_passes_with_the_window_off() {
         "/wechat?signature=f464b24fc39322e44b38aa78f5edd27bd1441696&echostr=4375120948345356249\
          &timestamp=1714036504&nonce=1514711492",
     )
-    .body(Full::default())
+    .body(Full::<Bytes>::default())
     .unwrap();
     let (status, _) = send(probe.layered(layer_for("AAAAA")), request).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -141,7 +147,7 @@ fn layer_for(token_text: &str) -> VerifyLayer {
 async fn handshake_without_echostr_is_a_bad_request() {
     let query = signed_query(TOKEN, unix_now(), "2");
     let request = Request::get(format!("/wechat?{query}"))
-        .body(Full::default())
+        .body(Full::<Bytes>::default())
         .unwrap();
     let (status, body) = send(Probe::default().layered(layer()), request).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -179,7 +185,10 @@ async fn every_configured_token_is_accepted_and_no_other() {
     }
     let query = signed_query("othertoken", unix_now(), "tok3");
     let (status, body) = send(verify, post(&query, text_xml("x"))).await;
-    assert_eq!((status, body.as_str()), (StatusCode::FORBIDDEN, "signature does not match"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::FORBIDDEN, "signature does not match")
+    );
     assert_eq!(probe.calls(), 2);
 }
 
@@ -224,7 +233,10 @@ async fn a_reused_nonce_with_another_body_is_forbidden_an_identical_retry_is_not
 async fn strict_mode_refuses_identical_repeats_too() {
     let verify = Probe::default().layered(layer().refuse_identical_repeats());
     let query = signed_query(TOKEN, unix_now(), "strict");
-    assert_eq!(send(verify.clone(), post(&query, text_xml("a"))).await.0, StatusCode::OK);
+    assert_eq!(
+        send(verify.clone(), post(&query, text_xml("a"))).await.0,
+        StatusCode::OK
+    );
     assert_eq!(
         send(verify, post(&query, text_xml("a"))).await.0,
         StatusCode::FORBIDDEN
@@ -237,7 +249,10 @@ async fn clones_of_one_layer_share_the_nonce_memory() {
     let query = signed_query(TOKEN, unix_now(), "shared");
     let first = Probe::default().layered(layer.clone());
     let second = Probe::default().layered(layer);
-    assert_eq!(send(first, post(&query, text_xml("a"))).await.0, StatusCode::OK);
+    assert_eq!(
+        send(first, post(&query, text_xml("a"))).await.0,
+        StatusCode::OK
+    );
     assert_eq!(
         send(second, post(&query, text_xml("b"))).await.0,
         StatusCode::FORBIDDEN
@@ -251,7 +266,10 @@ async fn query_problems_are_bad_requests() {
     let good = signed_query(TOKEN, now, "q");
     for (query, reason) in [
         (String::new(), "missing query parameter `signature`"),
-        (format!("timestamp={now}&nonce=1"), "missing query parameter `signature`"),
+        (
+            format!("timestamp={now}&nonce=1"),
+            "missing query parameter `signature`",
+        ),
         (
             format!("signature=zz&timestamp={now}&nonce=1"),
             "malformed query parameter `signature`",
@@ -260,10 +278,17 @@ async fn query_problems_are_bad_requests() {
             format!("signature={}&timestamp=abc&nonce=1", "0".repeat(40)),
             "malformed query parameter `timestamp`",
         ),
-        (format!("{good}&timestamp={now}"), "query parameter `timestamp` is repeated"),
+        (
+            format!("{good}&timestamp={now}"),
+            "query parameter `timestamp` is repeated",
+        ),
     ] {
         let (status, body) = send(verify.clone(), post(&query, text_xml("x"))).await;
-        assert_eq!((status, body.as_str()), (StatusCode::BAD_REQUEST, reason), "{query}");
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::BAD_REQUEST, reason),
+            "{query}"
+        );
     }
 }
 
@@ -273,10 +298,18 @@ async fn other_methods_are_not_allowed() {
         let request = Request::builder()
             .method(method.clone())
             .uri("/wechat")
-            .body(Full::default())
+            .body(Full::<Bytes>::default())
             .unwrap();
-        let response = Probe::default().layered(layer()).oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        let response = Probe::default()
+            .layered(layer())
+            .oneshot(request)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method}"
+        );
         assert_eq!(response.headers()[header::ALLOW], "GET, POST");
     }
 }
@@ -297,8 +330,12 @@ async fn malformed_xml_is_a_bad_request() {
 
 #[tokio::test]
 async fn an_encrypted_message_without_a_key_names_the_problem() {
-    let query = format!("{}&encrypt_type=aes", signed_query(TOKEN, unix_now(), "aes"));
-    let body = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[abc]]></Encrypt></xml>";
+    let query = format!(
+        "{}&encrypt_type=aes",
+        signed_query(TOKEN, unix_now(), "aes")
+    );
+    let body =
+        "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[abc]]></Encrypt></xml>";
     let (status, reason) = send(Probe::default().layered(layer()), post(&query, body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -313,7 +350,13 @@ async fn an_oversized_body_is_refused_by_its_length_before_reading() {
     let verify = probe.layered(layer().body_limit(100));
     let query = signed_query(TOKEN, unix_now(), "big");
     let (status, reason) = send(verify, post(&query, "x".repeat(101))).await;
-    assert_eq!((status, reason.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "body is larger than 100 bytes"));
+    assert_eq!(
+        (status, reason.as_str()),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body is larger than 100 bytes"
+        )
+    );
     assert_eq!(probe.calls(), 0);
 }
 
@@ -321,9 +364,12 @@ async fn an_oversized_body_is_refused_by_its_length_before_reading() {
 async fn an_oversized_streamed_body_is_refused_while_reading() {
     let verify = Probe::default().layered(layer().body_limit(100));
     let query = signed_query(TOKEN, unix_now(), "stream");
-    let chunks = (0..10).map(|_| Ok::<_, Infallible>(http_body::Frame::data(Bytes::from("x".repeat(20)))));
+    let chunks =
+        (0..10).map(|_| Ok::<_, Infallible>(http_body::Frame::data(Bytes::from("x".repeat(20)))));
     let body = StreamBody::new(futures_util::stream::iter(chunks));
-    let request = Request::post(format!("/wechat?{query}")).body(body).unwrap();
+    let request = Request::post(format!("/wechat?{query}"))
+        .body(body)
+        .unwrap();
     let (status, _) = send(verify, request).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -337,7 +383,12 @@ async fn a_body_that_fails_midway_is_a_bad_request() {
         Err(std::io::Error::other("connection reset")),
     ];
     let body = StreamBody::new(futures_util::stream::iter(chunks));
-    let request = Request::post(format!("/wechat?{query}")).body(body).unwrap();
+    let request = Request::post(format!("/wechat?{query}"))
+        .body(body)
+        .unwrap();
     let (status, reason) = send(verify, request).await;
-    assert_eq!((status, reason.as_str()), (StatusCode::BAD_REQUEST, "request body could not be read"));
+    assert_eq!(
+        (status, reason.as_str()),
+        (StatusCode::BAD_REQUEST, "request body could not be read")
+    );
 }

@@ -69,7 +69,12 @@ impl WeChat {
         self.signed_query_at(now())
     }
 
-    pub async fn send(&self, method: Method, path_and_query: &str, body: impl Into<Bytes>) -> Answer {
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: impl Into<Bytes>,
+    ) -> Answer {
         let request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path_and_query}", self.addr))
@@ -98,12 +103,19 @@ impl WeChat {
     /// The GET handshake WeChat does when the URL is saved in the console.
     pub async fn handshake(&self, echostr: &str) -> Answer {
         let query = self.signed_query();
-        self.send(Method::GET, &format!("/wechat?{query}&echostr={echostr}"), "")
-            .await
+        self.send(
+            Method::GET,
+            &format!("/wechat?{query}&echostr={echostr}"),
+            "",
+        )
+        .await
     }
 }
 
+/// A text message as WeChat pushes it; a `]]>` in the content is split across two CDATA
+/// sections, as any XML writer must.
 pub fn text_message(content: &str, msg_id: u64) -> String {
+    let content = content.replace("]]>", "]]]]><![CDATA[>");
     format!(
         "<xml><ToUserName><![CDATA[gh_account]]></ToUserName>\
          <FromUserName><![CDATA[oUser1234]]></FromUserName>\

@@ -1,0 +1,48 @@
+//! [`ParseError`]: why a body is not a WeChat XML message.
+
+use std::fmt;
+
+/// Why a body is not a WeChat XML message (or reply).
+///
+/// `Display` is short, names the element at fault but never its content (which may hold user
+/// text or openids), and is used as the body of a 400 answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseError {
+    /// The body is not UTF-8.
+    NotUtf8,
+    /// The XML is not well formed (the parser's description).
+    Syntax(String),
+    /// The root element is missing or is not `<xml>`.
+    UnexpectedRoot,
+    /// A `<!DOCTYPE>`: refused, so no entity is ever expanded.
+    DocType,
+    /// Elements nested deeper than WeChat ever nests them.
+    TooDeep,
+    /// Something other than whitespace or comments after the root element.
+    TrailingContent,
+    /// An entity other than the five predefined ones and character references.
+    UnknownEntity,
+    /// A required element is absent.
+    MissingField(&'static str),
+    /// An element's content does not have the required form (e.g. not a number).
+    InvalidField(&'static str),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotUtf8 => f.write_str("body is not UTF-8"),
+            Self::Syntax(reason) => write!(f, "not well-formed XML ({reason})"),
+            Self::UnexpectedRoot => f.write_str("root element is not <xml>"),
+            Self::DocType => f.write_str("DOCTYPE is not allowed"),
+            Self::TooDeep => f.write_str("elements are nested too deeply"),
+            Self::TrailingContent => f.write_str("content after the root element"),
+            Self::UnknownEntity => f.write_str("unknown entity reference"),
+            Self::MissingField(name) => write!(f, "missing <{name}>"),
+            Self::InvalidField(name) => write!(f, "<{name}> is not valid"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}

@@ -1,0 +1,496 @@
+//! [`Reply`]: a passive reply, written as WeChat's reply XML.
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+use http_body_util::Full;
+
+use super::ParseError;
+use super::fields::leaf_fields;
+use super::incoming::Fields;
+
+/// A passive reply: a message sent back in the HTTP response, or the plain `success` ack that
+/// tells WeChat the callback was handled and nothing is sent to the user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply(Inner);
+
+#[derive(Clone, Debug, PartialEq)]
+enum Inner {
+    Success,
+    Message {
+        to_user_name: String,
+        from_user_name: String,
+        create_time: u64,
+        content: ReplyContent,
+    },
+}
+
+/// What a passive reply sends to the user.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ReplyContent {
+    /// A text message.
+    Text {
+        /// The text.
+        content: String,
+    },
+    /// An image already uploaded as media.
+    Image {
+        /// Its `MediaId`.
+        media_id: String,
+    },
+    /// A voice message already uploaded as media.
+    Voice {
+        /// Its `MediaId`.
+        media_id: String,
+    },
+    /// A video already uploaded as media.
+    Video {
+        /// Its `MediaId`.
+        media_id: String,
+        /// Title shown with it.
+        title: Option<String>,
+        /// Description shown with it.
+        description: Option<String>,
+    },
+    /// A music message.
+    Music(Music),
+    /// News: 1 to 8 article cards.
+    News(News),
+    /// Hands the conversation to the customer-service system.
+    TransferCustomerService {
+        /// A specific agent (`KfAccount`), or any.
+        kf_account: Option<String>,
+    },
+}
+
+/// The fields of a music reply.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Music {
+    /// `Title`.
+    pub title: Option<String>,
+    /// `Description`.
+    pub description: Option<String>,
+    /// `MusicUrl`.
+    pub music_url: Option<String>,
+    /// `HQMusicUrl`, used on Wi-Fi.
+    pub hq_music_url: Option<String>,
+    /// `ThumbMediaId`: the cover, uploaded as media.
+    pub thumb_media_id: String,
+}
+
+/// One article card of a news reply.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Article {
+    /// `Title`.
+    pub title: String,
+    /// `Description`.
+    pub description: String,
+    /// `PicUrl`: the cover image.
+    pub pic_url: String,
+    /// `Url`: opened on tap.
+    pub url: String,
+}
+
+/// 1 to 8 articles, as WeChat allows in a passive news reply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct News(Vec<Article>);
+
+impl News {
+    /// The most articles WeChat shows in one passive reply.
+    pub const MAX_ARTICLES: usize = 8;
+
+    /// Checks the count: 1 to [`Self::MAX_ARTICLES`].
+    pub fn new(articles: Vec<Article>) -> Result<Self, ReplyError> {
+        match articles.len() {
+            0 => Err(ReplyError::NoArticles),
+            count if count > Self::MAX_ARTICLES => Err(ReplyError::TooManyArticles(count)),
+            _ => Ok(Self(articles)),
+        }
+    }
+
+    /// The articles.
+    pub fn articles(&self) -> &[Article] {
+        &self.0
+    }
+}
+
+/// A reply WeChat would not accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// A news reply needs at least one article.
+    NoArticles,
+    /// A news reply holds at most 8 articles (the count given).
+    TooManyArticles(usize),
+}
+
+impl fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoArticles => f.write_str("a news reply needs at least one article"),
+            Self::TooManyArticles(count) => {
+                write!(f, "a news reply holds at most 8 articles, got {count}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+impl ReplyContent {
+    /// A text reply.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self::Text {
+            content: content.into(),
+        }
+    }
+
+    /// An image reply.
+    pub fn image(media_id: impl Into<String>) -> Self {
+        Self::Image {
+            media_id: media_id.into(),
+        }
+    }
+
+    /// A voice reply.
+    pub fn voice(media_id: impl Into<String>) -> Self {
+        Self::Voice {
+            media_id: media_id.into(),
+        }
+    }
+
+    /// A video reply without title or description.
+    pub fn video(media_id: impl Into<String>) -> Self {
+        Self::Video {
+            media_id: media_id.into(),
+            title: None,
+            description: None,
+        }
+    }
+
+    /// A news reply; 1 to 8 articles.
+    pub fn news(articles: Vec<Article>) -> Result<Self, ReplyError> {
+        News::new(articles).map(Self::News)
+    }
+
+    /// Hands the conversation to any customer-service agent.
+    pub fn transfer_customer_service() -> Self {
+        Self::TransferCustomerService { kf_account: None }
+    }
+
+    fn msg_type(&self) -> &'static str {
+        match self {
+            Self::Text { .. } => "text",
+            Self::Image { .. } => "image",
+            Self::Voice { .. } => "voice",
+            Self::Video { .. } => "video",
+            Self::Music(_) => "music",
+            Self::News(_) => "news",
+            Self::TransferCustomerService { .. } => "transfer_customer_service",
+        }
+    }
+}
+
+impl Reply {
+    /// The plain `success` ack: WeChat stops retrying and sends the user nothing.
+    pub fn success() -> Self {
+        Self(Inner::Success)
+    }
+
+    /// A reply from `from_user_name` (the account) to `to_user_name` (the user). Usually
+    /// built with [`Message::reply`](super::Message::reply), which fills these in.
+    pub fn new(
+        to_user_name: impl Into<String>,
+        from_user_name: impl Into<String>,
+        create_time: u64,
+        content: ReplyContent,
+    ) -> Self {
+        Self(Inner::Message {
+            to_user_name: to_user_name.into(),
+            from_user_name: from_user_name.into(),
+            create_time,
+            content,
+        })
+    }
+
+    /// Whether this is the plain `success` ack.
+    pub fn is_success(&self) -> bool {
+        self.0 == Inner::Success
+    }
+
+    /// What the reply sends, unless it is the `success` ack.
+    pub fn content(&self) -> Option<&ReplyContent> {
+        match &self.0 {
+            Inner::Success => None,
+            Inner::Message { content, .. } => Some(content),
+        }
+    }
+
+    /// The user the reply goes to.
+    pub fn to_user_name(&self) -> Option<&str> {
+        match &self.0 {
+            Inner::Success => None,
+            Inner::Message { to_user_name, .. } => Some(to_user_name),
+        }
+    }
+
+    /// The account the reply comes from.
+    pub fn from_user_name(&self) -> Option<&str> {
+        match &self.0 {
+            Inner::Success => None,
+            Inner::Message { from_user_name, .. } => Some(from_user_name),
+        }
+    }
+
+    /// The reply's `CreateTime`.
+    pub fn create_time(&self) -> Option<u64> {
+        match &self.0 {
+            Inner::Success => None,
+            Inner::Message { create_time, .. } => Some(*create_time),
+        }
+    }
+
+    /// The `Content-Type` of the body.
+    pub fn content_type(&self) -> &'static str {
+        match self.0 {
+            Inner::Success => "text/plain; charset=utf-8",
+            Inner::Message { .. } => "application/xml; charset=utf-8",
+        }
+    }
+
+    /// The body: `success`, or the reply XML in WeChat's documented shape.
+    ///
+    /// Text goes in CDATA sections; a `]]>` inside is split across two sections, so any text
+    /// round-trips exactly and can never close the section early or inject elements.
+    /// Characters that XML 1.0 cannot carry at all (C0 controls other than tab, CR and LF,
+    /// U+FFFE, U+FFFF) are replaced with U+FFFD.
+    pub fn to_xml(&self) -> String {
+        let Inner::Message {
+            to_user_name,
+            from_user_name,
+            create_time,
+            content,
+        } = &self.0
+        else {
+            return "success".to_owned();
+        };
+        let mut xml = XmlWriter::with_capacity(256);
+        xml.open("xml");
+        xml.cdata("ToUserName", to_user_name);
+        xml.cdata("FromUserName", from_user_name);
+        xml.number("CreateTime", *create_time);
+        xml.cdata("MsgType", content.msg_type());
+        match content {
+            ReplyContent::Text { content } => xml.cdata("Content", content),
+            ReplyContent::Image { media_id } => {
+                xml.open("Image");
+                xml.cdata("MediaId", media_id);
+                xml.close("Image");
+            }
+            ReplyContent::Voice { media_id } => {
+                xml.open("Voice");
+                xml.cdata("MediaId", media_id);
+                xml.close("Voice");
+            }
+            ReplyContent::Video {
+                media_id,
+                title,
+                description,
+            } => {
+                xml.open("Video");
+                xml.cdata("MediaId", media_id);
+                xml.optional_cdata("Title", title.as_deref());
+                xml.optional_cdata("Description", description.as_deref());
+                xml.close("Video");
+            }
+            ReplyContent::Music(music) => {
+                xml.open("Music");
+                xml.optional_cdata("Title", music.title.as_deref());
+                xml.optional_cdata("Description", music.description.as_deref());
+                xml.optional_cdata("MusicUrl", music.music_url.as_deref());
+                xml.optional_cdata("HQMusicUrl", music.hq_music_url.as_deref());
+                xml.cdata("ThumbMediaId", &music.thumb_media_id);
+                xml.close("Music");
+            }
+            ReplyContent::News(news) => {
+                xml.number("ArticleCount", news.articles().len() as u64);
+                xml.open("Articles");
+                for article in news.articles() {
+                    xml.open("item");
+                    xml.cdata("Title", &article.title);
+                    xml.cdata("Description", &article.description);
+                    xml.cdata("PicUrl", &article.pic_url);
+                    xml.cdata("Url", &article.url);
+                    xml.close("item");
+                }
+                xml.close("Articles");
+            }
+            ReplyContent::TransferCustomerService { kf_account } => {
+                if let Some(kf_account) = kf_account {
+                    xml.open("TransInfo");
+                    xml.cdata("KfAccount", kf_account);
+                    xml.close("TransInfo");
+                }
+            }
+        }
+        xml.close("xml");
+        xml.0
+    }
+
+    /// [`to_xml`](Self::to_xml) as bytes.
+    pub fn to_bytes(&self) -> Bytes {
+        match self.0 {
+            Inner::Success => Bytes::from_static(b"success"),
+            Inner::Message { .. } => Bytes::from(self.to_xml()),
+        }
+    }
+
+    /// Parses a passive reply: what [`to_xml`](Self::to_xml) writes, `success`, or an
+    /// empty body (which WeChat treats like `success`). For tests and for clients that
+    /// check what a server answered.
+    pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
+        let trimmed = body.trim_ascii();
+        if trimmed.is_empty() || trimmed == b"success" {
+            return Ok(Self::success());
+        }
+        let mut fields = Fields::new(leaf_fields(body)?);
+        let to_user_name = fields.required("ToUserName")?;
+        let from_user_name = fields.required("FromUserName")?;
+        let create_time = fields.number("CreateTime")?;
+        let msg_type = fields.required("MsgType")?;
+        let content = match msg_type.as_str() {
+            "text" => ReplyContent::text(fields.required("Content")?),
+            "image" => ReplyContent::image(fields.required("Image/MediaId")?),
+            "voice" => ReplyContent::voice(fields.required("Voice/MediaId")?),
+            "video" => ReplyContent::Video {
+                media_id: fields.required("Video/MediaId")?,
+                title: fields.optional("Video/Title"),
+                description: fields.optional("Video/Description"),
+            },
+            "music" => ReplyContent::Music(Music {
+                title: fields.optional("Music/Title"),
+                description: fields.optional("Music/Description"),
+                music_url: fields.optional("Music/MusicUrl"),
+                hq_music_url: fields.optional("Music/HQMusicUrl"),
+                thumb_media_id: fields.required("Music/ThumbMediaId")?,
+            }),
+            "news" => {
+                let articles = fields
+                    .groups("Articles/item/")
+                    .into_iter()
+                    .map(|group| {
+                        let mut article = Article::default();
+                        for (name, value) in group {
+                            let slot = match name.as_ref() {
+                                "Title" => &mut article.title,
+                                "Description" => &mut article.description,
+                                "PicUrl" => &mut article.pic_url,
+                                "Url" => &mut article.url,
+                                _ => continue,
+                            };
+                            *slot = value.into_owned();
+                        }
+                        article
+                    })
+                    .collect();
+                ReplyContent::news(articles).map_err(|_| ParseError::InvalidField("Articles"))?
+            }
+            "transfer_customer_service" => ReplyContent::TransferCustomerService {
+                kf_account: fields.optional("TransInfo/KfAccount"),
+            },
+            _ => return Err(ParseError::InvalidField("MsgType")),
+        };
+        Ok(Self::new(
+            to_user_name,
+            from_user_name,
+            create_time,
+            content,
+        ))
+    }
+}
+
+/// `200 OK` with the body and `Content-Type`, for hyper and other non-axum servers.
+impl From<Reply> for Response<Full<Bytes>> {
+    fn from(reply: Reply) -> Self {
+        let content_type = HeaderValue::from_static(reply.content_type());
+        let mut response = Response::new(Full::new(reply.to_bytes()));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+        response
+    }
+}
+
+/// Appends WeChat-shaped XML to a string.
+struct XmlWriter(String);
+
+impl XmlWriter {
+    fn with_capacity(capacity: usize) -> Self {
+        Self(String::with_capacity(capacity))
+    }
+
+    fn open(&mut self, name: &str) {
+        self.0.push('<');
+        self.0.push_str(name);
+        self.0.push('>');
+    }
+
+    fn close(&mut self, name: &str) {
+        self.0.push_str("</");
+        self.0.push_str(name);
+        self.0.push('>');
+    }
+
+    fn number(&mut self, name: &str, value: u64) {
+        self.open(name);
+        let _ = write!(self.0, "{value}");
+        self.close(name);
+    }
+
+    fn optional_cdata(&mut self, name: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.cdata(name, value);
+        }
+    }
+
+    fn cdata(&mut self, name: &str, value: &str) {
+        self.open(name);
+        self.0.push_str("<![CDATA[");
+        let mut rest = value;
+        while let Some(at) = rest.find("]]>") {
+            // End the section between `]]` and `>`, and carry the `>` into a new one.
+            push_xml_chars(&mut self.0, &rest[..at + 2]);
+            self.0.push_str("]]><![CDATA[");
+            rest = &rest[at + 2..];
+        }
+        push_xml_chars(&mut self.0, rest);
+        self.0.push_str("]]>");
+        self.close(name);
+    }
+}
+
+/// Appends `text`, replacing characters XML 1.0 cannot represent with U+FFFD.
+fn push_xml_chars(out: &mut String, text: &str) {
+    if !text.chars().any(is_not_xml_char) {
+        out.push_str(text);
+        return;
+    }
+    out.extend(
+        text.chars()
+            .map(|c| if is_not_xml_char(c) { '\u{FFFD}' } else { c }),
+    );
+}
+
+fn is_not_xml_char(c: char) -> bool {
+    matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
+}
+
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
