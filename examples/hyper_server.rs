@@ -55,6 +55,7 @@ fn verify_layer() -> Result<VerifyLayer, Box<dyn Error>> {
     })
 }
 
+#[allow(dead_code)] // the integration tests include this file for `serve`
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     tracing_subscriber::fmt::init();
@@ -67,12 +68,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "WeChat callback URL: http://{}/wechat",
         listener.local_addr()?
     );
+    serve(listener, verify).await?;
+    Ok(())
+}
 
+/// Accepts connections forever, serving `/wechat` behind `verify` with hyper's HTTP/1.
+pub async fn serve(listener: tokio::net::TcpListener, verify: VerifyLayer) -> std::io::Result<()> {
+    let verified = ServiceBuilder::new().layer(verify).service_fn(handle);
     loop {
         let (stream, _) = listener.accept().await?;
-        let verified = ServiceBuilder::new()
-            .layer(verify.clone())
-            .service_fn(handle);
+        let verified = verified.clone();
         // Route by path before VerifyLayer, so only /wechat is verified.
         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
             let verified = verified.clone();

@@ -98,7 +98,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Prints signed curl lines for the handshake and a text message.
+/// Prints signed curl lines for the handshake and a text message, each with its own nonce
+/// (a timestamp + nonce pair is accepted for one request only).
 fn print_how_to_try(addr: SocketAddr) {
     let token_text = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
     let Ok(token) = Token::new(token_text) else {
@@ -108,10 +109,12 @@ fn print_how_to_try(addr: SocketAddr) {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let timestamp = now.as_secs().to_string();
-    let nonce = (now.subsec_nanos() % 1_000_000_000).to_string();
-    let signature = Signature::plain(&token, &timestamp, &nonce);
-    let url =
-        format!("http://{addr}/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}");
+    let signed_url = |nonce: u32| {
+        let nonce = nonce.to_string();
+        let signature = Signature::plain(&token, &timestamp, &nonce);
+        format!("http://{addr}/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}")
+    };
+    let nonce = now.subsec_nanos();
     let using = if std::env::var("WECHAT_TOKEN").is_ok() {
         "the token from WECHAT_TOKEN"
     } else {
@@ -119,12 +122,13 @@ fn print_how_to_try(addr: SocketAddr) {
     };
     println!("WeChat callback URL: http://{addr}/wechat, signed with {using}");
     println!("Try the handshake (prints hello):");
-    println!("  curl '{url}&echostr=hello'");
-    println!("Try a text message (valid for the timestamp window):");
+    println!("  curl '{}&echostr=hello'", signed_url(nonce));
+    println!("Try a text message (for the next 5 minutes):");
     println!(
-        "  curl '{url}&openid=oUser' -H 'Content-Type: text/xml' --data \
+        "  curl '{}&openid=oUser' -H 'Content-Type: text/xml' --data \
          '<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName>\
          <CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
-         <Content><![CDATA[hello]]></Content><MsgId>1</MsgId></xml>'"
+         <Content><![CDATA[hello]]></Content><MsgId>1</MsgId></xml>'",
+        signed_url(nonce.wrapping_add(1))
     );
 }

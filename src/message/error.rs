@@ -33,7 +33,7 @@ impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotUtf8 => f.write_str("body is not UTF-8"),
-            Self::Syntax(reason) => write!(f, "not well-formed XML ({reason})"),
+            Self::Syntax(reason) => write!(f, "syntax error ({reason})"),
             Self::UnexpectedRoot => f.write_str("root element is not <xml>"),
             Self::DocType => f.write_str("DOCTYPE is not allowed"),
             Self::TooDeep => f.write_str("elements are nested too deeply"),
