@@ -31,6 +31,8 @@ use base64::Engine;
 use base64::alphabet::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+use crate::signature::{Signature, Token};
+
 /// Standard base64 that accepts non-zero trailing bits and optional padding: WeChat's own
 /// sample keys need it.
 const LENIENT: GeneralPurpose = GeneralPurpose::new(
@@ -216,6 +218,61 @@ pub fn encrypt_with_random(
     let (blocks, _) = Array::slice_as_chunks_mut(&mut buffer);
     cbc::Encryptor::<Aes256>::new(&key.0.into(), &key.iv().into()).encrypt_blocks(blocks);
     STRICT.encode(&buffer)
+}
+
+/// Seals a passive reply for safe mode: encrypts `reply_xml` for `receive_id` and wraps it in
+/// WeChat's envelope, signed with `token`:
+///
+/// ```text
+/// <xml><Encrypt><![CDATA[…]]></Encrypt><MsgSignature><![CDATA[…]]></MsgSignature>
+/// <TimeStamp>…</TimeStamp><Nonce><![CDATA[…]]></Nonce></xml>
+/// ```
+pub fn seal_reply(
+    key: &EncodingAesKey,
+    token: &Token,
+    receive_id: &str,
+    reply_xml: &[u8],
+    timestamp: u64,
+    nonce: &str,
+) -> String {
+    envelope(
+        token,
+        &encrypt(key, reply_xml, receive_id),
+        timestamp,
+        nonce,
+    )
+}
+
+/// [`seal_reply`] with fixed "random" bytes: deterministic, for tests and test vectors.
+pub fn seal_reply_with_random(
+    key: &EncodingAesKey,
+    token: &Token,
+    receive_id: &str,
+    reply_xml: &[u8],
+    timestamp: u64,
+    nonce: &str,
+    random: &[u8; 16],
+) -> String {
+    let encrypted = encrypt_with_random(key, reply_xml, receive_id, random);
+    envelope(token, &encrypted, timestamp, nonce)
+}
+
+fn envelope(token: &Token, encrypted: &str, timestamp: u64, nonce: &str) -> String {
+    let timestamp = timestamp.to_string();
+    let signature = Signature::message(token, &timestamp, nonce, encrypted);
+    // Base64, hex and the digits of a nonce cannot contain `]]>`.
+    format!(
+        "<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt>\
+         <MsgSignature><![CDATA[{signature}]]></MsgSignature>\
+         <TimeStamp>{timestamp}</TimeStamp><Nonce><![CDATA[{nonce}]]></Nonce></xml>"
+    )
+}
+
+/// A fresh nonce for a reply envelope: a random decimal number, as WeChat uses.
+pub(crate) fn random_nonce() -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+    (u32::from_le_bytes(bytes) % 1_000_000_000).to_string()
 }
 
 #[cfg(test)]

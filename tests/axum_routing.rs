@@ -24,14 +24,20 @@ async fn a_method_router_layer_answers_the_handshake_and_leaves_other_routes_alo
     let wechat = WeChat::new(serve(router).await, TOKEN);
 
     let answer = wechat.handshake("42").await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "42"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "42")
+    );
 
     let answer = wechat.deliver(&text_message("x", 1)).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert!(answer.body.contains("hi oUser1234"), "{}", answer.body);
 
     let answer = wechat.send(Method::GET, "/health", "").await;
-    assert_eq!((answer.status, answer.body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "ok")
+    );
 }
 
 #[tokio::test]

@@ -29,6 +29,14 @@ pub use error::ParseError;
 pub use incoming::{Event, Message, MessageKind};
 pub use reply::{Article, Music, News, Reply, ReplyContent, ReplyError};
 
+/// The top-level `<Encrypt>` of a safe-mode body, if it has one.
+pub(crate) fn encrypt_field(xml: &[u8]) -> Result<Option<String>, ParseError> {
+    Ok(fields::leaf_fields(xml)?
+        .into_iter()
+        .find(|field| field.path == "Encrypt")
+        .map(|field| field.value.into_owned()))
+}
+
 /// An openid shortened for logs: its first 4 and last 2 characters.
 pub(crate) fn mask_openid(openid: &str) -> String {
     let count = openid.chars().count();

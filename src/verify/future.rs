@@ -1,4 +1,5 @@
-//! [`ResponseFuture`]: reads the body, then calls the inner service.
+//! [`ResponseFuture`]: reads the body, calls the inner service, and in safe mode encrypts
+//! the reply.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -6,32 +7,33 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{Request, Response, request};
+use http::{HeaderValue, Request, Response, StatusCode, header, request, response};
 use http_body::Body;
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use pin_project::pin_project;
 use tower_service::Service;
 
-use crate::message::{Message, ParseError};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::message::{Message, ParseError, encrypt_field};
 
 use super::body::ResponseBody;
-use super::layer::Shared;
+use super::layer::{PendingSignature, Shared, Verified};
 use super::query::CallbackQuery;
 use super::rejection::Rejection;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Response future of [`Verify`](super::Verify).
 #[pin_project]
-pub struct ResponseFuture<B, S>
+pub struct ResponseFuture<B, S, ResBody>
 where
     B: Body,
     B::Error: Into<BoxError>,
-    S: Service<Request<Full<Bytes>>>,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    ResBody: Body,
 {
     #[pin]
-    state: State<B, S>,
+    state: State<B, S, ResBody>,
 }
 
 #[pin_project(project = StateProj)]
@@ -39,11 +41,12 @@ where
     clippy::large_enum_variant,
     reason = "the future is pinned once per request; boxing the request parts would add an allocation per callback"
 )]
-enum State<B, S>
+enum State<B, S, ResBody>
 where
     B: Body,
     B::Error: Into<BoxError>,
-    S: Service<Request<Full<Bytes>>>,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    ResBody: Body,
 {
     /// Answered without the inner service: handshake or rejection.
     Answered(Option<Response<Full<Bytes>>>),
@@ -53,9 +56,23 @@ where
         body: Collect<Limited<B>>,
         next: Option<Next<S>>,
     },
-    /// Waiting for the inner service.
-    Calling(#[pin] S::Future),
+    /// Waiting for the inner service; `seal` in safe mode.
+    Calling {
+        #[pin]
+        future: S::Future,
+        seal: Option<Arc<Shared>>,
+    },
+    /// Safe mode: reading the reply to encrypt it.
+    Sealing {
+        #[pin]
+        body: Collect<ResBody>,
+        parts: Option<response::Parts>,
+        shared: Arc<Shared>,
+    },
 }
+
+/// The inner call under way, and the settings to seal its reply with in safe mode.
+type Called<S> = (<S as Service<Request<Full<Bytes>>>>::Future, Option<Arc<Shared>>);
 
 /// What the inner call needs once the body is read.
 struct Next<S> {
@@ -63,15 +80,16 @@ struct Next<S> {
     shared: Arc<Shared>,
     parts: request::Parts,
     query: CallbackQuery,
-    encrypted: bool,
+    verified: Verified,
     limit: usize,
 }
 
-impl<B, S> ResponseFuture<B, S>
+impl<B, S, ResBody> ResponseFuture<B, S, ResBody>
 where
     B: Body,
     B::Error: Into<BoxError>,
-    S: Service<Request<Full<Bytes>>>,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    ResBody: Body,
 {
     pub(crate) fn answered(response: Response<Full<Bytes>>) -> Self {
         Self {
@@ -84,7 +102,7 @@ where
         shared: Arc<Shared>,
         request: Request<B>,
         query: CallbackQuery,
-        encrypted: bool,
+        verified: Verified,
     ) -> Self {
         let (parts, body) = request.into_parts();
         let limit = shared.body_limit();
@@ -93,7 +111,7 @@ where
             shared,
             parts,
             query,
-            encrypted,
+            verified,
             limit,
         };
         Self {
@@ -105,11 +123,13 @@ where
     }
 }
 
-impl<B, S, ResBody> Future for ResponseFuture<B, S>
+impl<B, S, ResBody> Future for ResponseFuture<B, S, ResBody>
 where
     B: Body,
     B::Error: Into<BoxError>,
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -125,59 +145,148 @@ where
                     let collected = ready!(body.poll(cx));
                     let next = next.take().expect("polled after completion");
                     match next.call(collected.map(|c| c.to_bytes())) {
-                        Ok(future) => state.set(State::Calling(future)),
+                        Ok((future, seal)) => state.set(State::Calling { future, seal }),
                         Err(response) => state.set(State::Answered(Some(response))),
                     }
                 }
-                StateProj::Calling(future) => {
+                StateProj::Calling { future, seal } => {
                     let response = ready!(future.poll(cx))?;
-                    return Poll::Ready(Ok(response.map(ResponseBody::service)));
+                    match seal.take() {
+                        Some(shared) if response.status().is_success() => {
+                            let (parts, body) = response.into_parts();
+                            state.set(State::Sealing {
+                                body: body.collect(),
+                                parts: Some(parts),
+                                shared,
+                            });
+                        }
+                        _ => return Poll::Ready(Ok(response.map(ResponseBody::service))),
+                    }
+                }
+                StateProj::Sealing {
+                    body,
+                    parts,
+                    shared,
+                } => {
+                    let collected = ready!(body.poll(cx));
+                    let parts = parts.take().expect("polled after completion");
+                    return Poll::Ready(Ok(seal_response(shared, parts, collected)));
                 }
             }
         }
     }
 }
 
+/// Encrypts a passive reply into WeChat's envelope; `success` and empty answers go out as
+/// they are.
+fn seal_response<B, E>(
+    shared: &Shared,
+    mut parts: response::Parts,
+    collected: Result<http_body_util::Collected<Bytes>, E>,
+) -> Response<ResponseBody<B>>
+where
+    E: Into<BoxError>,
+{
+    let reply = match collected {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let error: BoxError = error.into();
+            tracing::error!(%error, "the handler's reply body failed; answering 500");
+            let mut response = Response::new(ResponseBody::own(Full::default()));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            return response;
+        }
+    };
+    let trimmed = reply.trim_ascii();
+    let body = match shared.seal(&reply) {
+        Some(envelope) if !trimmed.is_empty() && trimmed != b"success" => {
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/xml; charset=utf-8"),
+            );
+            Bytes::from(envelope)
+        }
+        _ => reply,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    Response::from_parts(parts, ResponseBody::own(Full::new(body)))
+}
+
 impl<S> Next<S>
 where
     S: Service<Request<Full<Bytes>>>,
 {
-    /// Checks the nonce, parses the body and calls the inner service, or answers with the
-    /// rejection.
+    /// Checks the nonce (and, in safe mode, `msg_signature` and decryption), parses the
+    /// message and calls the inner service; or answers with the rejection.
     #[expect(
         clippy::result_large_err,
         reason = "the rejection response becomes the future's output as it is"
     )]
-    fn call(self, body: Result<Bytes, BoxError>) -> Result<S::Future, Response<Full<Bytes>>> {
+    fn call(
+        self,
+        body: Result<Bytes, BoxError>,
+    ) -> Result<Called<S>, Response<Full<Bytes>>> {
         let Self {
             mut inner,
             shared,
             mut parts,
             mut query,
-            encrypted,
+            verified,
             limit,
         } = self;
-        let parsed = match body {
-            Ok(bytes) => shared
-                .remember(query.timestamp, &query.nonce, &bytes)
-                .and_then(|redelivered| {
-                    query.redelivered = redelivered;
-                    let message = Message::parse(&bytes).map_err(|error| match error {
-                        ParseError::MissingField(_) if encrypted => Rejection::EncryptedWithoutKey,
-                        error => Rejection::MalformedXml(error),
-                    })?;
-                    Ok((message, bytes))
-                }),
+        let body = match body {
+            Ok(bytes) => Ok(bytes),
             Err(error) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge(limit)),
             Err(_) => Err(Rejection::BodyRead),
         };
-        match parsed {
-            Ok((message, bytes)) => {
+        let opened = body.and_then(|bytes| match &verified.pending {
+            None => plain(&shared, &mut query, &verified, bytes),
+            Some(pending) => encrypted(&shared, &mut query, pending, bytes),
+        });
+        match opened {
+            Ok((message, plaintext)) => {
+                let seal = query.encrypted.then(|| shared.clone());
                 parts.extensions.insert(query);
                 parts.extensions.insert(message);
-                Ok(inner.call(Request::from_parts(parts, Full::new(bytes))))
+                let request = Request::from_parts(parts, Full::new(plaintext));
+                Ok((inner.call(request), seal))
             }
             Err(rejection) => Err(rejection.into_response(&parts.method, parts.uri.path())),
         }
     }
+}
+
+/// Plain mode (or compatibility mode without a key): the body is the message.
+fn plain(
+    shared: &Shared,
+    query: &mut CallbackQuery,
+    verified: &Verified,
+    bytes: Bytes,
+) -> Result<(Message, Bytes), Rejection> {
+    query.redelivered = shared.remember(query.timestamp, &query.nonce, &bytes)?;
+    let message = Message::parse(&bytes).map_err(|error| match error {
+        ParseError::MissingField(_) if verified.encrypted => Rejection::EncryptedWithoutKey,
+        error => Rejection::MalformedXml(error),
+    })?;
+    Ok((message, bytes))
+}
+
+/// Safe or compatibility mode: `Encrypt` is checked and decrypted, and only it is trusted.
+fn encrypted(
+    shared: &Shared,
+    query: &mut CallbackQuery,
+    pending: &PendingSignature,
+    bytes: Bytes,
+) -> Result<(Message, Bytes), Rejection> {
+    let encrypt = encrypt_field(&bytes)
+        .map_err(Rejection::MalformedXml)?
+        .ok_or(Rejection::MissingEncrypt)?;
+    let plaintext = shared.open(pending, &query.nonce, &encrypt)?;
+    query.redelivered = shared.remember(query.timestamp, &query.nonce, &bytes)?;
+    query.encrypted = true;
+    let message = Message::parse(&plaintext).map_err(Rejection::MalformedXml)?;
+    Ok((message, Bytes::from(plaintext)))
 }

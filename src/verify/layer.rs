@@ -13,6 +13,24 @@ use super::Verify;
 use super::query::RawQuery;
 use super::rejection::Rejection;
 use super::replay::{Delivery, ReplayGuard};
+#[cfg(feature = "crypto")]
+use super::safe_mode::SafeMode;
+
+/// What the query proved.
+pub(crate) struct Verified {
+    pub(crate) timestamp: u64,
+    /// The query says the message is encrypted (`msg_signature` or `encrypt_type=aes`).
+    pub(crate) encrypted: bool,
+    /// A `msg_signature` to check over the body's `Encrypt`, in safe mode.
+    pub(crate) pending: Option<PendingSignature>,
+}
+
+/// A `msg_signature` that can only be checked once the encrypted text is known.
+#[cfg_attr(not(feature = "crypto"), allow(dead_code))]
+pub(crate) struct PendingSignature {
+    pub(crate) msg_signature: Signature,
+    pub(crate) timestamp_text: String,
+}
 
 /// Applies [`Verify`] to a service: checks WeChat's signature, answers the GET handshake,
 /// refuses replays and oversized bodies, and parses the XML message once.
@@ -46,6 +64,8 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 struct Settings {
     tokens: Vec<Token>,
+    #[cfg(feature = "crypto")]
+    safe_mode: Option<SafeMode>,
     window: Option<Duration>,
     nonce_capacity: usize,
     refuse_repeats: bool,
@@ -66,6 +86,8 @@ impl VerifyLayer {
     pub fn new(token: Token) -> Self {
         Self::from_settings(Settings {
             tokens: vec![token],
+            #[cfg(feature = "crypto")]
+            safe_mode: None,
             window: Some(Self::DEFAULT_TIMESTAMP_WINDOW),
             nonce_capacity: Self::DEFAULT_NONCE_CAPACITY,
             refuse_repeats: false,
@@ -77,6 +99,30 @@ impl VerifyLayer {
     /// console without refusing callbacks signed with the other one in the meantime.
     pub fn also_accept(self, token: Token) -> Self {
         self.with(|settings| settings.tokens.push(token))
+    }
+
+    /// Handles safe mode and compatibility mode: checks `msg_signature` over `Encrypt`,
+    /// decrypts the message (the handler sees the plaintext XML, and the parsed
+    /// [`Message`](crate::Message), exactly as in plain mode), checks its receive id, and
+    /// encrypts the handler's passive reply on the way out (`success` and empty answers go
+    /// out as they are). Answers WeCom's encrypted URL handshake too. Plain-mode callbacks
+    /// signed with the token are still accepted, so the console's mode can be switched
+    /// without downtime.
+    ///
+    /// ```
+    /// use tower_wechat::crypto::EncodingAesKey;
+    /// use tower_wechat::verify::SafeMode;
+    /// use tower_wechat::{Token, VerifyLayer};
+    ///
+    /// let key = EncodingAesKey::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
+    /// let layer = VerifyLayer::new(Token::new("mytoken").unwrap())
+    ///     .safe_mode(SafeMode::new(key, "wx1234567890abcdef"));
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "crypto")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "crypto")))]
+    pub fn safe_mode(self, safe_mode: SafeMode) -> Self {
+        self.with(|settings| settings.safe_mode = Some(safe_mode))
     }
 
     /// Refuses timestamps further than `window` from the server's clock, either way
@@ -160,26 +206,109 @@ impl Shared {
         self.settings.body_limit
     }
 
-    /// Checks the signature against every token, then the timestamp window; returns the
-    /// verified timestamp.
-    pub(crate) fn verify(&self, query: &RawQuery<'_>) -> Result<u64, Rejection> {
+    /// Checks what the query alone can prove: the plain `signature` (when sent) against
+    /// every token, and the timestamp window. A `msg_signature` is returned pending, to be
+    /// checked over the body's `Encrypt` (or the `echostr`).
+    pub(crate) fn verify(&self, query: &RawQuery<'_>) -> Result<Verified, Rejection> {
         let parts = query.signed_parts()?;
-        // Every token is tried, so timing does not tell which one matched.
+        if let Some(signature) = &parts.signature {
+            let matched = self.any_token(|token| {
+                Signature::plain(token, parts.timestamp_text, parts.nonce).verify(signature)
+            });
+            if !matched {
+                return Err(Rejection::SignatureMismatch);
+            }
+        }
+        let encrypted =
+            parts.msg_signature.is_some() || query.encrypt_type.as_deref() == Some("aes");
+        let pending = match (encrypted, self.has_safe_mode(), parts.msg_signature) {
+            (false, _, _) => None,
+            (true, true, Some(msg_signature)) => Some(PendingSignature {
+                msg_signature,
+                timestamp_text: parts.timestamp_text.to_owned(),
+            }),
+            (true, true, None) => return Err(Rejection::MissingParameter("msg_signature")),
+            // Compatibility mode without a key: the plain signature was checked, and the
+            // body's plaintext fields are used as in plain mode.
+            (true, false, _) if parts.signature.is_some() => None,
+            (true, false, _) => return Err(Rejection::EncryptedWithoutKey),
+        };
+        self.replay
+            .check_window(parts.timestamp)
+            .map_err(|_| Rejection::StaleTimestamp)?;
+        Ok(Verified {
+            timestamp: parts.timestamp,
+            encrypted,
+            pending,
+        })
+    }
+
+    /// Whether `matches` holds for any token. Every token is tried, so timing does not tell
+    /// which one matched.
+    fn any_token(&self, matches: impl Fn(&Token) -> bool) -> bool {
         let matched = self
             .settings
             .tokens
             .iter()
             .fold(Choice::from(0), |matched, token| {
-                let expected = Signature::plain(token, parts.timestamp_text, parts.nonce);
-                matched | Choice::from(u8::from(expected.verify(&parts.signature)))
+                matched | Choice::from(u8::from(matches(token)))
             });
-        if !bool::from(matched) {
-            return Err(Rejection::SignatureMismatch);
+        matched.into()
+    }
+
+    fn has_safe_mode(&self) -> bool {
+        #[cfg(feature = "crypto")]
+        return self.settings.safe_mode.is_some();
+        #[cfg(not(feature = "crypto"))]
+        return false;
+    }
+
+    /// Checks a pending `msg_signature` over `encrypted` and decrypts it.
+    #[cfg(feature = "crypto")]
+    pub(crate) fn open(
+        &self,
+        pending: &PendingSignature,
+        nonce: &str,
+        encrypted: &str,
+    ) -> Result<Vec<u8>, Rejection> {
+        let signed = self.any_token(|token| {
+            Signature::message(token, &pending.timestamp_text, nonce, encrypted)
+                .verify(&pending.msg_signature)
+        });
+        if !signed {
+            return Err(Rejection::MessageSignatureMismatch);
         }
-        self.replay
-            .check_window(parts.timestamp)
-            .map_err(|_| Rejection::StaleTimestamp)?;
-        Ok(parts.timestamp)
+        match &self.settings.safe_mode {
+            Some(safe_mode) => safe_mode.open(encrypted),
+            None => Err(Rejection::EncryptedWithoutKey),
+        }
+    }
+
+    /// Without the `crypto` feature nothing is ever pending.
+    #[cfg(not(feature = "crypto"))]
+    pub(crate) fn open(
+        &self,
+        _pending: &PendingSignature,
+        _nonce: &str,
+        _encrypted: &str,
+    ) -> Result<Vec<u8>, Rejection> {
+        Err(Rejection::EncryptedWithoutKey)
+    }
+
+    /// Encrypts a passive reply with the current key, signed with the first token; `None`
+    /// without safe mode.
+    pub(crate) fn seal(&self, reply_xml: &[u8]) -> Option<String> {
+        #[cfg(feature = "crypto")]
+        return self
+            .settings
+            .safe_mode
+            .as_ref()
+            .map(|safe_mode| safe_mode.seal(&self.settings.tokens[0], reply_xml));
+        #[cfg(not(feature = "crypto"))]
+        {
+            let _ = reply_xml;
+            None
+        }
     }
 
     /// Records the verified pair with `body`; `true` when it is an identical repeat.
@@ -211,6 +340,7 @@ impl fmt::Debug for Shared {
             .field("timestamp_window", &settings.window)
             .field("nonce_cache_capacity", &settings.nonce_capacity)
             .field("refuse_identical_repeats", &settings.refuse_repeats)
+            .field("safe_mode", &self.has_safe_mode())
             .field("body_limit", &settings.body_limit)
             .finish()
     }

@@ -1,4 +1,5 @@
-//! Verification of WeChat callbacks (plain mode).
+//! Verification of WeChat callbacks: plain mode, and (feature `crypto`) safe and
+//! compatibility mode.
 //!
 //! [`VerifyLayer`] answers WeChat's URL handshake, checks each message's `signature` against
 //! the configured token(s) in constant time, refuses stale timestamps and reused nonces,
@@ -21,6 +22,8 @@ mod layer;
 mod query;
 mod rejection;
 mod replay;
+#[cfg(feature = "crypto")]
+mod safe_mode;
 mod service;
 
 pub use body::ResponseBody;
@@ -28,6 +31,8 @@ pub use future::ResponseFuture;
 pub use layer::VerifyLayer;
 pub use query::CallbackQuery;
 pub use rejection::Rejection;
+#[cfg(feature = "crypto")]
+pub use safe_mode::SafeMode;
 pub use service::Verify;
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub struct CallbackQuery {
     pub nonce: String,
     /// The sender's `openid`, which Official Accounts add to message callbacks.
     pub openid: Option<String>,
+    /// The message came encrypted (safe or compatibility mode); the handler sees it
+    /// decrypted, and its passive reply is encrypted on the way out.
+    pub encrypted: bool,
     /// This exact signed request (same query and body) was already accepted: WeChat retries a
     /// delivery it got no timely answer for with the same query. Best effort: remembered
     /// while the nonce memory holds the pair.
@@ -32,6 +35,7 @@ impl fmt::Debug for CallbackQuery {
             .field("timestamp", &self.timestamp)
             .field("nonce", &self.nonce)
             .field("openid", &self.openid.as_deref().map(mask_openid))
+            .field("encrypted", &self.encrypted)
             .field("redelivered", &self.redelivered)
             .finish()
     }
@@ -44,6 +48,7 @@ const MAX_NONCE_LEN: usize = 64;
 #[derive(Default)]
 pub(crate) struct RawQuery<'a> {
     signature: Option<Cow<'a, str>>,
+    msg_signature: Option<Cow<'a, str>>,
     timestamp: Option<Cow<'a, str>>,
     nonce: Option<Cow<'a, str>>,
     pub(crate) echostr: Option<Cow<'a, str>>,
@@ -53,7 +58,10 @@ pub(crate) struct RawQuery<'a> {
 
 /// The signed parts of a query, checked for shape but not yet for the signature.
 pub(crate) struct SignedParts<'q> {
-    pub(crate) signature: Signature,
+    /// Plain mode's `signature` over token, timestamp and nonce.
+    pub(crate) signature: Option<Signature>,
+    /// Safe mode's `msg_signature`, which also covers `Encrypt` (or an encrypted `echostr`).
+    pub(crate) msg_signature: Option<Signature>,
     pub(crate) timestamp_text: &'q str,
     pub(crate) timestamp: u64,
     pub(crate) nonce: &'q str,
@@ -66,6 +74,7 @@ impl<'a> RawQuery<'a> {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             let slot = match name.as_ref() {
                 "signature" => &mut raw.signature,
+                "msg_signature" => &mut raw.msg_signature,
                 "timestamp" => &mut raw.timestamp,
                 "nonce" => &mut raw.nonce,
                 "echostr" => &mut raw.echostr,
@@ -80,13 +89,16 @@ impl<'a> RawQuery<'a> {
         Ok(raw)
     }
 
-    /// Checks that `signature`, `timestamp` and `nonce` are present and well formed.
+    /// Checks that `timestamp`, `nonce` and `signature` or `msg_signature` (or both) are
+    /// present and well formed.
     pub(crate) fn signed_parts(&self) -> Result<SignedParts<'_>, Rejection> {
-        let signature = required(&self.signature, "signature")?;
+        if self.signature.is_none() && self.msg_signature.is_none() {
+            return Err(Rejection::MissingParameter("signature"));
+        }
+        let signature = hex_signature(&self.signature, "signature")?;
+        let msg_signature = hex_signature(&self.msg_signature, "msg_signature")?;
         let timestamp_text = required(&self.timestamp, "timestamp")?;
         let nonce = required(&self.nonce, "nonce")?;
-        let signature =
-            Signature::from_hex(signature).map_err(|_| Rejection::InvalidParameter("signature"))?;
         let timestamp = timestamp_text
             .parse()
             .ok()
@@ -97,6 +109,7 @@ impl<'a> RawQuery<'a> {
         }
         Ok(SignedParts {
             signature,
+            msg_signature,
             timestamp_text,
             timestamp,
             nonce,
@@ -108,6 +121,7 @@ impl<'a> RawQuery<'a> {
             timestamp,
             nonce: self.nonce.map(Cow::into_owned).unwrap_or_default(),
             openid: self.openid.map(Cow::into_owned),
+            encrypted: false,
             redelivered: false,
         }
     }
@@ -120,9 +134,20 @@ fn required<'q>(value: &'q Option<Cow<'_, str>>, name: &'static str) -> Result<&
     }
 }
 
+fn hex_signature(
+    value: &Option<Cow<'_, str>>,
+    name: &'static str,
+) -> Result<Option<Signature>, Rejection> {
+    value
+        .as_deref()
+        .map(|hex| Signature::from_hex(hex).map_err(|_| Rejection::InvalidParameter(name)))
+        .transpose()
+}
+
 fn static_name(name: &str) -> &'static str {
     match name {
         "signature" => "signature",
+        "msg_signature" => "msg_signature",
         "timestamp" => "timestamp",
         "nonce" => "nonce",
         "echostr" => "echostr",
@@ -219,6 +244,7 @@ mod tests {
             timestamp: 1,
             nonce: "n".into(),
             openid: Some("oia2Tj-jewbmiOUlr6X-1crbLOvLw".into()),
+            encrypted: false,
             redelivered: false,
         };
         let shown = format!("{query:?}");

@@ -13,8 +13,8 @@ use crate::message::ParseError;
 ///
 /// | rejection | status |
 /// |---|---|
-/// | missing, malformed or repeated query parameter, unreadable body, malformed XML, encrypted message without a key | 400 Bad Request |
-/// | signature mismatch, timestamp outside the window, nonce reused | 403 Forbidden |
+/// | missing, malformed or repeated query parameter, unreadable body, malformed XML, encrypted message without a key, no `<Encrypt>`, undecryptable `Encrypt` | 400 Bad Request |
+/// | signature or `msg_signature` mismatch, timestamp outside the window, nonce reused, message for another receive id | 403 Forbidden |
 /// | method other than GET and POST | 405 Method Not Allowed |
 /// | body over the limit | 413 Payload Too Large |
 ///
@@ -45,6 +45,15 @@ pub enum Rejection {
     MalformedXml(ParseError),
     /// The message is encrypted (safe mode) and no EncodingAESKey is configured.
     EncryptedWithoutKey,
+    /// An encrypted callback whose body has no `<Encrypt>`.
+    MissingEncrypt,
+    /// No configured token produces the request's `msg_signature` over `Encrypt`.
+    MessageSignatureMismatch,
+    /// `Encrypt` could not be decrypted with any configured key.
+    #[cfg(feature = "crypto")]
+    Decrypt(crate::crypto::CryptoError),
+    /// The decrypted message was encrypted for another app id / CorpID.
+    WrongReceiveId,
 }
 
 impl Rejection {
@@ -56,10 +65,15 @@ impl Rejection {
             | Self::DuplicateParameter(_)
             | Self::BodyRead
             | Self::MalformedXml(_)
-            | Self::EncryptedWithoutKey => StatusCode::BAD_REQUEST,
-            Self::SignatureMismatch | Self::StaleTimestamp | Self::ReplayedNonce => {
-                StatusCode::FORBIDDEN
-            }
+            | Self::EncryptedWithoutKey
+            | Self::MissingEncrypt => StatusCode::BAD_REQUEST,
+            #[cfg(feature = "crypto")]
+            Self::Decrypt(_) => StatusCode::BAD_REQUEST,
+            Self::SignatureMismatch
+            | Self::MessageSignatureMismatch
+            | Self::StaleTimestamp
+            | Self::ReplayedNonce
+            | Self::WrongReceiveId => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -107,6 +121,11 @@ impl fmt::Display for Rejection {
             Self::EncryptedWithoutKey => {
                 f.write_str("message is encrypted (safe mode) but no EncodingAESKey is configured")
             }
+            Self::MissingEncrypt => f.write_str("encrypted callback has no <Encrypt>"),
+            Self::MessageSignatureMismatch => f.write_str("msg_signature does not match"),
+            #[cfg(feature = "crypto")]
+            Self::Decrypt(error) => write!(f, "cannot decrypt: {error}"),
+            Self::WrongReceiveId => f.write_str("message is encrypted for another app id"),
         }
     }
 }
@@ -115,6 +134,8 @@ impl std::error::Error for Rejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::MalformedXml(error) => Some(error),
+            #[cfg(feature = "crypto")]
+            Self::Decrypt(error) => Some(error),
             _ => None,
         }
     }

@@ -13,8 +13,8 @@ use crate::signature::Token;
 
 use super::body::ResponseBody;
 use super::future::ResponseFuture;
-use super::layer::{Shared, VerifyLayer};
-use super::query::RawQuery;
+use super::layer::{Shared, Verified, VerifyLayer};
+use super::query::{CallbackQuery, RawQuery};
 use super::rejection::Rejection;
 
 /// Middleware that verifies WeChat callbacks; see [`VerifyLayer`] for its settings.
@@ -65,11 +65,13 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Verify<S>
 where
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>> + Clone,
     ReqBody: Body,
-    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ReqBody::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ReqBody, S>;
+    type Future = ResponseFuture<ReqBody, S, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -87,28 +89,35 @@ where
             _ => Err(Rejection::MethodNotAllowed),
         };
         match checked {
-            Ok((query, encrypted)) => {
+            Ok((query, verified)) => {
                 // The clone goes back into `self`; the one that was polled ready is used.
                 let inner = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, inner);
-                ResponseFuture::read_body(inner, self.shared.clone(), request, query, encrypted)
+                ResponseFuture::read_body(inner, self.shared.clone(), request, query, verified)
             }
             Err(rejection) => reject(rejection, &request),
         }
     }
 }
 
-fn reject<B, S>(rejection: Rejection, request: &Request<B>) -> ResponseFuture<B, S>
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn reject<B, S, ResBody>(
+    rejection: Rejection,
+    request: &Request<B>,
+) -> ResponseFuture<B, S, ResBody>
 where
     B: Body,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S: Service<Request<Full<Bytes>>>,
+    B::Error: Into<BoxError>,
+    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
+    ResBody: Body,
 {
     ResponseFuture::answered(rejection.into_response(request.method(), request.uri().path()))
 }
 
 impl<S> Verify<S> {
-    /// Answers a verified URL handshake with its `echostr`.
+    /// Answers a verified URL handshake with its `echostr`; WeCom's encrypted `echostr`
+    /// (signed by `msg_signature`) is answered decrypted.
     fn handshake<B>(&self, request: &Request<B>) -> Result<Response<Full<Bytes>>, Rejection> {
         let query = RawQuery::parse(request.uri().query().unwrap_or_default())?;
         let echostr = query
@@ -116,12 +125,16 @@ impl<S> Verify<S> {
             .as_deref()
             .filter(|echostr| !echostr.is_empty())
             .ok_or(Rejection::MissingParameter("echostr"))?;
-        let timestamp = self.shared.verify(&query)?;
-        let parts = query.signed_parts()?;
+        let verified = self.shared.verify(&query)?;
+        let nonce = query.signed_parts()?.nonce;
+        let echo = match &verified.pending {
+            None => Bytes::copy_from_slice(echostr.as_bytes()),
+            Some(pending) => Bytes::from(self.shared.open(pending, nonce, echostr)?),
+        };
         self.shared
-            .remember(timestamp, parts.nonce, echostr.as_bytes())?;
+            .remember(verified.timestamp, nonce, echostr.as_bytes())?;
         tracing::info!(path = request.uri().path(), "answered WeChat URL handshake");
-        let mut response = Response::new(Full::from(echostr.to_owned()));
+        let mut response = Response::new(Full::new(echo));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -138,9 +151,9 @@ impl<S> Verify<S> {
     fn check_post<B: Body>(
         &self,
         request: &Request<B>,
-    ) -> Result<(super::CallbackQuery, bool), Rejection> {
+    ) -> Result<(CallbackQuery, Verified), Rejection> {
         let query = RawQuery::parse(request.uri().query().unwrap_or_default())?;
-        let timestamp = self.shared.verify(&query)?;
+        let verified = self.shared.verify(&query)?;
         let limit = self.shared.body_limit();
         let declared = request
             .headers()
@@ -150,7 +163,6 @@ impl<S> Verify<S> {
         if declared.is_some_and(|length| length > limit as u64) {
             return Err(Rejection::PayloadTooLarge(limit));
         }
-        let encrypted = query.encrypt_type.as_deref() == Some("aes");
-        Ok((query.into_callback_query(timestamp), encrypted))
+        Ok((query.into_callback_query(verified.timestamp), verified))
     }
 }

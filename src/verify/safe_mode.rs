@@ -1,0 +1,90 @@
+//! [`SafeMode`]: the EncodingAESKey(s) and receive id for encrypted callbacks.
+
+use std::fmt;
+
+use crate::crypto::{self, EncodingAesKey};
+use crate::signature::Token;
+
+use super::rejection::Rejection;
+
+/// Settings for safe mode ("安全模式") and compatibility mode: the EncodingAESKey from the
+/// WeChat console and the receive id that every encrypted message must carry (the app id
+/// for Official Accounts and Mini Programs, the CorpID for WeCom, the suite id for
+/// third-party apps).
+///
+/// During a key change, the previous key can be kept for decryption; replies always use the
+/// current key. `Debug` never shows the keys.
+///
+/// ```
+/// use tower_wechat::crypto::EncodingAesKey;
+/// use tower_wechat::verify::SafeMode;
+///
+/// let current = EncodingAesKey::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
+/// let previous = EncodingAesKey::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA").unwrap();
+/// let safe_mode = SafeMode::new(current, "wx1234567890abcdef").previous_key(previous);
+/// # let _ = safe_mode;
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct SafeMode {
+    /// The current key first, then previous ones.
+    keys: Vec<EncodingAesKey>,
+    receive_id: String,
+}
+
+impl SafeMode {
+    /// Safe mode with `key`, accepting messages encrypted for `receive_id`.
+    pub fn new(key: EncodingAesKey, receive_id: impl Into<String>) -> Self {
+        Self {
+            keys: vec![key],
+            receive_id: receive_id.into(),
+        }
+    }
+
+    /// Also decrypts with `key`, e.g. the key being replaced while WeChat switches over.
+    pub fn previous_key(mut self, key: EncodingAesKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// Decrypts `encrypted` with the current key, then the previous ones, and checks the
+    /// receive id.
+    pub(crate) fn open(&self, encrypted: &str) -> Result<Vec<u8>, Rejection> {
+        let mut first_error = None;
+        for key in &self.keys {
+            match crypto::decrypt(key, encrypted) {
+                Ok(decrypted) if decrypted.receive_id == self.receive_id => {
+                    return Ok(decrypted.message);
+                }
+                Ok(_) => return Err(Rejection::WrongReceiveId),
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        Err(Rejection::Decrypt(
+            first_error.unwrap_or(crypto::CryptoError::CiphertextLength),
+        ))
+    }
+
+    /// Encrypts a passive reply into WeChat's envelope with a fresh timestamp and nonce.
+    pub(crate) fn seal(&self, token: &Token, reply_xml: &[u8]) -> String {
+        crypto::seal_reply(
+            &self.keys[0],
+            token,
+            &self.receive_id,
+            reply_xml,
+            super::replay::unix_now(),
+            &crypto::random_nonce(),
+        )
+    }
+}
+
+impl fmt::Debug for SafeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SafeMode")
+            .field("keys", &self.keys.len())
+            .field("receive_id", &self.receive_id)
+            .finish()
+    }
+}
