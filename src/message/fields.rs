@@ -1,9 +1,13 @@
 //! A single pull-parser walk that flattens a WeChat XML document into its leaf fields.
+//!
+//! The input is checked for UTF-8 once; every name and value is then a slice of it, found
+//! by its offset, so nothing is validated or copied twice.
 
 use std::borrow::Cow;
 
 use quick_xml::Reader;
-use quick_xml::events::{BytesRef, Event};
+use quick_xml::escape::unescape;
+use quick_xml::events::Event;
 
 use super::ParseError;
 
@@ -19,16 +23,23 @@ pub(crate) struct Field<'a> {
     pub(crate) parent: u32,
 }
 
-/// Walks `xml` once. Leaf text is the concatenation of its text, CDATA and references,
-/// untrimmed; whitespace between child elements is ignored.
-pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Field<'_>>, ParseError> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Root {
+    Before,
+    Inside,
+    After,
+}
+
+/// Walks `xml` once (each field wrapped in `Some`, ready to be taken). Leaf text is the concatenation of its text (entities resolved) and
+/// CDATA, untrimmed; whitespace between child elements is ignored.
+pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseError> {
     let xml = std::str::from_utf8(xml).map_err(|_| ParseError::NotUtf8)?;
     let mut reader = Reader::from_str(xml);
     let mut fields = Vec::with_capacity(8);
     // (name, element ordinal) of each open element below the root.
     let mut open: Vec<(Cow<'_, str>, u32)> = Vec::with_capacity(MAX_DEPTH);
     let mut ordinal = 0u32;
-    let mut root = RootState::Before;
+    let mut root = Root::Before;
     // Text gathered for the innermost open element; a child element discards it.
     let mut text: Option<Cow<'_, str>> = None;
 
@@ -37,149 +48,101 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Field<'_>>, ParseError> {
             .read_event()
             .map_err(|error| ParseError::Syntax(error.to_string()))?;
         match event {
+            Event::Start(start) if root != Root::Inside => {
+                check_root(root, start.name().as_ref())?;
+                root = Root::Inside;
+            }
+            Event::Empty(start) if root != Root::Inside => {
+                check_root(root, start.name().as_ref())?;
+                root = Root::After;
+            }
             Event::Start(start) => {
                 ordinal += 1;
-                match root {
-                    RootState::Before => {
-                        if start.name().as_ref() != "xml" {
-                            return Err(ParseError::UnexpectedRoot);
-                        }
-                        root = RootState::Inside;
-                        continue;
-                    }
-                    RootState::After => return Err(ParseError::TrailingContent),
-                    RootState::Inside => {}
-                }
                 if open.len() >= MAX_DEPTH {
                     return Err(ParseError::TooDeep);
                 }
-                let name = element_name(xml, reader.buffer_position(), 1, &start);
-                open.push((name, ordinal));
+                open.push((slice_of(xml, start.name().as_ref())?, ordinal));
+                text = None;
+            }
+            Event::Empty(start) => {
+                ordinal += 1;
+                let name = slice_of(xml, start.name().as_ref())?;
+                fields.push(Some(leaf(&open, name, Cow::Borrowed(""))));
                 text = None;
             }
             Event::End(_) => match open.pop() {
-                None => root = RootState::After,
+                None => root = Root::After,
                 Some((name, _)) => {
                     if let Some(value) = text.take() {
-                        let parent = open.last().map_or(0, |&(_, parent)| parent);
-                        fields.push(Field {
-                            path: path(&open, name),
-                            value,
-                            parent,
-                        });
+                        fields.push(Some(leaf(&open, name, value)));
                     }
                 }
             },
-            Event::Empty(start) => {
-                ordinal += 1;
-                match root {
-                    RootState::Before if start.name().as_ref() == "xml" => {
-                        root = RootState::After;
-                    }
-                    RootState::Before => return Err(ParseError::UnexpectedRoot),
-                    RootState::After => return Err(ParseError::TrailingContent),
-                    RootState::Inside => {
-                        if open.len() >= MAX_DEPTH {
-                            return Err(ParseError::TooDeep);
-                        }
-                        let name = element_name(xml, reader.buffer_position(), 2, &start);
-                        let parent = open.last().map_or(0, |&(_, parent)| parent);
-                        fields.push(Field {
-                            path: path(&open, name),
-                            value: Cow::Borrowed(""),
-                            parent,
-                        });
-                        text = None;
-                    }
+            Event::Text(raw) => {
+                if root == Root::Inside && !open.is_empty() {
+                    let piece = match slice_of(xml, &raw)? {
+                        Cow::Borrowed(raw) => unescape(raw),
+                        Cow::Owned(raw) => unescape(&raw).map(|text| Cow::Owned(text.into_owned())),
+                    };
+                    append(&mut text, piece.map_err(|_| ParseError::UnknownEntity)?);
+                } else if !raw.iter().all(u8::is_ascii_whitespace) {
+                    return Err(outside_root(root));
                 }
             }
-            Event::Text(piece) => {
-                let piece = piece.into_inner();
-                match root {
-                    RootState::Inside if !open.is_empty() => append(&mut text, piece),
-                    _ if piece.trim().is_empty() => {}
-                    RootState::Before => return Err(ParseError::UnexpectedRoot),
-                    RootState::After => return Err(ParseError::TrailingContent),
-                    // Text directly inside <xml> between fields.
-                    RootState::Inside => {}
-                }
-            }
-            Event::CData(piece) => match root {
-                RootState::Inside if !open.is_empty() => append(&mut text, piece.into_inner()),
-                RootState::Inside => {}
-                RootState::Before => return Err(ParseError::UnexpectedRoot),
-                RootState::After => return Err(ParseError::TrailingContent),
-            },
-            Event::GeneralRef(reference) => {
-                let resolved = resolve(&reference)?;
-                match root {
-                    RootState::Inside if !open.is_empty() => {
-                        let mut buffer = [0u8; 4];
-                        append(
-                            &mut text,
-                            Cow::Owned(resolved.encode_utf8(&mut buffer).to_owned()),
-                        );
-                    }
-                    RootState::Inside => {}
-                    RootState::Before => return Err(ParseError::UnexpectedRoot),
-                    RootState::After => return Err(ParseError::TrailingContent),
+            Event::CData(raw) => {
+                if root == Root::Inside && !open.is_empty() {
+                    append(&mut text, slice_of(xml, &raw)?);
+                } else if root != Root::Inside {
+                    return Err(outside_root(root));
                 }
             }
             Event::DocType(_) => return Err(ParseError::DocType),
             Event::Decl(_) | Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => {
                 return match root {
-                    RootState::After => Ok(fields),
-                    RootState::Before => Err(ParseError::UnexpectedRoot),
-                    RootState::Inside => {
-                        Err(ParseError::Syntax("unexpected end of document".to_owned()))
-                    }
+                    Root::After => Ok(fields),
+                    Root::Before => Err(ParseError::UnexpectedRoot),
+                    Root::Inside => Err(ParseError::Syntax("unexpected end of document".into())),
                 };
             }
         }
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum RootState {
-    Before,
-    Inside,
-    After,
-}
-
-/// The element's name, borrowed from the input where it can be found there (always, for a
-/// reader over a `&str`), else copied.
-fn element_name<'a>(
-    xml: &'a str,
-    position: u64,
-    tag_end_len: usize,
-    start: &quick_xml::events::BytesStart<'_>,
-) -> Cow<'a, str> {
-    let name = start.name().into_inner();
-    // `position` is just past the tag: `<` name rest `>` (or `/>`).
-    let tag_len = 1 + start.len() + tag_end_len;
-    let borrowed = usize::try_from(position)
-        .ok()
-        .and_then(|end| end.checked_sub(tag_len))
-        .and_then(|tag_start| xml.get(tag_start + 1..tag_start + 1 + name.len()))
-        .filter(|candidate| *candidate == name);
-    match borrowed {
-        Some(name) => Cow::Borrowed(name),
-        None => Cow::Owned(name.to_owned()),
+/// The first element must be `<xml>`, and nothing may follow it.
+fn check_root(root: Root, name: &[u8]) -> Result<(), ParseError> {
+    match root {
+        Root::After => Err(ParseError::TrailingContent),
+        _ if name != b"xml" => Err(ParseError::UnexpectedRoot),
+        _ => Ok(()),
     }
 }
 
-fn path<'a>(open: &[(Cow<'a, str>, u32)], name: Cow<'a, str>) -> Cow<'a, str> {
-    if open.is_empty() {
-        return name;
+fn outside_root(root: Root) -> ParseError {
+    match root {
+        Root::After => ParseError::TrailingContent,
+        _ => ParseError::UnexpectedRoot,
     }
-    let mut path = String::with_capacity(32);
-    for (ancestor, _) in open {
-        path.push_str(ancestor);
-        path.push('/');
+}
+
+fn leaf<'a>(open: &[(Cow<'a, str>, u32)], name: Cow<'a, str>, value: Cow<'a, str>) -> Field<'a> {
+    let parent = open.last().map_or(0, |(_, parent)| *parent);
+    let path = if open.is_empty() {
+        name
+    } else {
+        let mut path = String::with_capacity(32);
+        for (ancestor, _) in open {
+            path.push_str(ancestor);
+            path.push('/');
+        }
+        path.push_str(&name);
+        Cow::Owned(path)
+    };
+    Field {
+        path,
+        value,
+        parent,
     }
-    path.push_str(&name);
-    Cow::Owned(path)
 }
 
 fn append<'a>(text: &mut Option<Cow<'a, str>>, piece: Cow<'a, str>) {
@@ -189,19 +152,19 @@ fn append<'a>(text: &mut Option<Cow<'a, str>>, piece: Cow<'a, str>) {
     }
 }
 
-fn resolve(reference: &BytesRef<'_>) -> Result<char, ParseError> {
-    if let Some(resolved) = reference
-        .resolve_char_ref()
-        .map_err(|_| ParseError::UnknownEntity)?
-    {
-        return Ok(resolved);
-    }
-    match reference.as_ref() {
-        "lt" => Ok('<'),
-        "gt" => Ok('>'),
-        "amp" => Ok('&'),
-        "apos" => Ok('\''),
-        "quot" => Ok('"'),
-        _ => Err(ParseError::UnknownEntity),
+/// The `&str` that `bytes` is a slice of: the reader hands out slices of the input, which
+/// was checked for UTF-8 once, so this is an offset computation and a char-boundary check.
+/// Anything else (never seen from a reader over a `&str`) is checked and copied.
+fn slice_of<'a>(xml: &'a str, bytes: &[u8]) -> Result<Cow<'a, str>, ParseError> {
+    let start = (bytes.as_ptr() as usize).wrapping_sub(xml.as_ptr() as usize);
+    let borrowed = start
+        .checked_add(bytes.len())
+        .and_then(|end| xml.get(start..end))
+        .filter(|slice| slice.as_ptr() == bytes.as_ptr());
+    match borrowed {
+        Some(slice) => Ok(Cow::Borrowed(slice)),
+        None => std::str::from_utf8(bytes)
+            .map(|text| Cow::Owned(text.to_owned()))
+            .map_err(|_| ParseError::NotUtf8),
     }
 }

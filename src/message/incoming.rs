@@ -310,7 +310,7 @@ impl fmt::Debug for Message {
 
 impl MessageKind {
     fn from_fields(msg_type: String, fields: &mut Fields<'_>) -> Result<Self, ParseError> {
-        let kind = match msg_type.to_ascii_lowercase().as_str() {
+        let kind = match lowercase(&msg_type, &mut [0; 16]) {
             "text" => Self::Text {
                 content: fields.required("Content")?,
             },
@@ -367,7 +367,7 @@ impl MessageKind {
 impl Event {
     fn from_fields(fields: &mut Fields<'_>) -> Result<Self, ParseError> {
         let event = fields.required("Event")?;
-        let event = match event.to_ascii_lowercase().as_str() {
+        let event = match lowercase(&event, &mut [0; 24]) {
             "subscribe" => Self::Subscribe {
                 event_key: fields.optional("EventKey").filter(|key| !key.is_empty()),
                 ticket: fields
@@ -502,6 +502,17 @@ impl Event {
     }
 }
 
+/// `text` in ASCII lower case, in `buffer` (no allocation); `""` if it does not fit, which
+/// matches no known name.
+fn lowercase<'b>(text: &str, buffer: &'b mut [u8]) -> &'b str {
+    let Some(lowered) = buffer.get_mut(..text.len()) else {
+        return "";
+    };
+    lowered.copy_from_slice(text.as_bytes());
+    lowered.make_ascii_lowercase();
+    std::str::from_utf8(lowered).unwrap_or_default()
+}
+
 /// The `(name below the prefix, text)` fields of one repeated element.
 pub(crate) type Group<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
@@ -511,10 +522,8 @@ pub(crate) struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub(crate) fn new(fields: Vec<Field<'a>>) -> Self {
-        Self {
-            fields: fields.into_iter().map(Some).collect(),
-        }
+    pub(crate) fn new(fields: Vec<Option<Field<'a>>>) -> Self {
+        Self { fields }
     }
 
     /// Takes the first field at `path`.

@@ -33,6 +33,7 @@ pub use reply::{Article, Music, News, Reply, ReplyContent, ReplyError};
 pub(crate) fn encrypt_field(xml: &[u8]) -> Result<Option<String>, ParseError> {
     Ok(fields::leaf_fields(xml)?
         .into_iter()
+        .flatten()
         .find(|field| field.path == "Encrypt")
         .map(|field| field.value.into_owned()))
 }

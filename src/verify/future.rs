@@ -72,7 +72,10 @@ where
 }
 
 /// The inner call under way, and the settings to seal its reply with in safe mode.
-type Called<S> = (<S as Service<Request<Full<Bytes>>>>::Future, Option<Arc<Shared>>);
+type Called<S> = (
+    <S as Service<Request<Full<Bytes>>>>::Future,
+    Option<Arc<Shared>>,
+);
 
 /// What the inner call needs once the body is read.
 struct Next<S> {
@@ -225,10 +228,7 @@ where
         clippy::result_large_err,
         reason = "the rejection response becomes the future's output as it is"
     )]
-    fn call(
-        self,
-        body: Result<Bytes, BoxError>,
-    ) -> Result<Called<S>, Response<Full<Bytes>>> {
+    fn call(self, body: Result<Bytes, BoxError>) -> Result<Called<S>, Response<Full<Bytes>>> {
         let Self {
             mut inner,
             shared,

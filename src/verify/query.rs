@@ -69,9 +69,21 @@ pub(crate) struct SignedParts<'q> {
 
 impl<'a> RawQuery<'a> {
     /// Splits and percent-decodes the query; a known parameter given twice is refused.
+    ///
+    /// WeChat's values are plain digits, hex and base64, so a pair is only run through the
+    /// form decoder when it holds a `%` or `+`; the rest are borrowed as they are.
     pub(crate) fn parse(query: &'a str) -> Result<Self, Rejection> {
         let mut raw = Self::default();
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = if pair.contains(['%', '+']) {
+                match form_urlencoded::parse(pair.as_bytes()).next() {
+                    Some(decoded) => decoded,
+                    None => continue,
+                }
+            } else {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                (Cow::Borrowed(name), Cow::Borrowed(value))
+            };
             let slot = match name.as_ref() {
                 "signature" => &mut raw.signature,
                 "msg_signature" => &mut raw.msg_signature,
@@ -174,6 +186,13 @@ mod tests {
         assert_eq!(parts.nonce, "test");
         let query = raw.into_callback_query(1_410_685_589);
         assert_eq!(query.openid.as_deref(), Some("oABC"));
+    }
+
+    #[test]
+    fn encoded_names_and_values_are_decoded_like_a_form() {
+        let raw = RawQuery::parse("%65chostr=a+b%2Fc&&openid=o%20x&novalue").unwrap();
+        assert_eq!(raw.echostr.as_deref(), Some("a b/c"));
+        assert_eq!(raw.openid.as_deref(), Some("o x"));
     }
 
     #[test]
