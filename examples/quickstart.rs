@@ -10,6 +10,10 @@
 //!   local tries only).
 //! - `WECHAT_TIMESTAMP_WINDOW`: seconds a timestamp may be off (default 300; `0` turns the
 //!   check off, e.g. to replay WeChat's documented samples).
+//! - `WECHAT_AES_KEY` and `WECHAT_APPID`: the EncodingAESKey and the app id (CorpID for
+//!   WeCom). With both set it runs in safe mode: encrypted and compatibility-mode messages
+//!   are decrypted, replies encrypted, and WeCom's encrypted handshake answered.
+//!   `WECHAT_PREVIOUS_AES_KEY` keeps an old key for decryption during a key change.
 //!
 //! At start it prints curl lines, signed with the token, to try the handshake and a message.
 
@@ -19,7 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::post;
+use tower_wechat::crypto::EncodingAesKey;
 use tower_wechat::signature::Signature;
+use tower_wechat::verify::SafeMode;
 use tower_wechat::{Event, Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
 
 /// The token used when `WECHAT_TOKEN` is not set. Only for trying the example locally.
@@ -56,7 +62,26 @@ pub fn app(verify: VerifyLayer) -> Router {
 pub fn verify_layer_from_env() -> Result<VerifyLayer, Box<dyn Error>> {
     let token = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
     let token = Token::new(token).map_err(|error| format!("WECHAT_TOKEN: {error}"))?;
-    let layer = VerifyLayer::new(token);
+    let mut layer = VerifyLayer::new(token);
+    match (
+        std::env::var("WECHAT_AES_KEY"),
+        std::env::var("WECHAT_APPID"),
+    ) {
+        (Ok(key), Ok(app_id)) => {
+            let key = EncodingAesKey::new(key.trim())
+                .map_err(|error| format!("WECHAT_AES_KEY: {error}"))?;
+            let mut safe_mode = SafeMode::new(key, app_id.trim());
+            if let Ok(previous) = std::env::var("WECHAT_PREVIOUS_AES_KEY") {
+                let previous = EncodingAesKey::new(previous.trim())
+                    .map_err(|error| format!("WECHAT_PREVIOUS_AES_KEY: {error}"))?;
+                safe_mode = safe_mode.previous_key(previous);
+            }
+            layer = layer.safe_mode(safe_mode);
+        }
+        (Ok(_), Err(_)) => return Err("WECHAT_AES_KEY is set: set WECHAT_APPID too".into()),
+        (Err(_), Ok(_)) => return Err("WECHAT_APPID is set: set WECHAT_AES_KEY too".into()),
+        (Err(_), Err(_)) => {}
+    }
     Ok(match std::env::var("WECHAT_TIMESTAMP_WINDOW") {
         Err(_) => layer,
         Ok(seconds) => match seconds.trim().parse::<u64>() {
@@ -120,7 +145,12 @@ fn print_how_to_try(addr: SocketAddr) {
     } else {
         "the demo token (set WECHAT_TOKEN to use yours)"
     };
-    println!("WeChat callback URL: http://{addr}/wechat, signed with {using}");
+    let mode = if std::env::var("WECHAT_AES_KEY").is_ok() {
+        "safe mode (plain-mode callbacks are accepted too)"
+    } else {
+        "plain mode"
+    };
+    println!("WeChat callback URL: http://{addr}/wechat, {mode}, signed with {using}");
     println!("Try the handshake (prints hello):");
     println!("  curl '{}&echostr=hello'", signed_url(nonce));
     println!("Try a text message (for the next 5 minutes):");

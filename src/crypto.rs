@@ -349,6 +349,31 @@ mod tests {
         assert!(decrypt(&wrong, &encrypted).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_message_round_trips(
+            message in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            receive_id in "[a-zA-Z0-9_]{0,32}",
+            raw_key in proptest::prelude::any::<[u8; 32]>(),
+        ) {
+            let key = EncodingAesKey::from_bytes(raw_key);
+            let decrypted = decrypt(&key, &encrypt(&key, &message, &receive_id)).unwrap();
+            proptest::prop_assert_eq!(decrypted.message, message);
+            proptest::prop_assert_eq!(decrypted.receive_id, receive_id);
+        }
+
+        #[test]
+        fn random_input_is_an_error_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            text in ".{0,80}",
+        ) {
+            let key = key(SAMPLE_KEY);
+            let _ = decrypt(&key, &STRICT.encode(&bytes));
+            let _ = decrypt(&key, &text);
+            let _ = EncodingAesKey::new(&text);
+        }
+    }
+
     #[test]
     fn a_length_field_past_the_data_is_refused() {
         let key = key(SAMPLE_KEY);

@@ -139,3 +139,112 @@ async fn documented_handshake_through_the_layer() {
         assert_eq!(answer.body, text(vector, "respond"));
     }
 }
+
+#[cfg(feature = "crypto")]
+mod crypto {
+    use super::*;
+    use tower_wechat::crypto::{
+        EncodingAesKey, decrypt, encrypt_with_random, seal_reply_with_random,
+    };
+
+    fn key(vector: &Value) -> EncodingAesKey {
+        EncodingAesKey::new(text(vector, "encoding_aes_key")).unwrap()
+    }
+
+    fn random(vector: &Value) -> [u8; 16] {
+        text(vector, "random").as_bytes().try_into().unwrap()
+    }
+
+    /// Every documented ciphertext decrypts to its documented plaintext and receive id
+    /// (pads of 1, 2, 7, 21 and 22 bytes; keys with non-zero trailing bits).
+    #[test]
+    fn documented_ciphertexts_decrypt() {
+        let mut checked = 0;
+        for vector in vectors() {
+            let (encrypted, expected) = match text(&vector, "kind") {
+                "safe_mode_decrypt"
+                | "safe_mode_decrypt_compat"
+                | "encrypt_deterministic"
+                | "encrypt_reply_deterministic" => {
+                    (text(&vector, "encrypt"), text(&vector, "plaintext"))
+                }
+                "echostr_encrypted" => (text(&vector, "echostr"), text(&vector, "respond")),
+                _ => continue,
+            };
+            let decrypted = decrypt(&key(&vector), encrypted)
+                .unwrap_or_else(|error| panic!("{}: {error}", vector["id"]));
+            assert_eq!(decrypted.message, expected.as_bytes(), "{}", vector["id"]);
+            assert_eq!(decrypted.receive_id, text(&vector, "receive_id"));
+            checked += 1;
+        }
+        assert_eq!(checked, 11);
+    }
+
+    /// With the documented "random" bytes, encryption matches byte for byte.
+    #[test]
+    fn documented_encryptions_match_byte_for_byte() {
+        let mut checked = 0;
+        for vector in vectors()
+            .iter()
+            .filter(|v| text(v, "kind").starts_with("encrypt_"))
+        {
+            let encrypted = encrypt_with_random(
+                &key(vector),
+                text(vector, "plaintext").as_bytes(),
+                text(vector, "receive_id"),
+                &random(vector),
+            );
+            assert_eq!(encrypted, text(vector, "encrypt"), "{}", vector["id"]);
+            checked += 1;
+        }
+        assert_eq!(checked, 5);
+    }
+
+    /// Sealed replies carry the documented Encrypt and MsgSignature.
+    #[test]
+    fn documented_reply_envelopes() {
+        for vector in vectors()
+            .iter()
+            .filter(|v| v["kind"] == "encrypt_reply_deterministic")
+        {
+            let token = Token::new(text(vector, "token")).unwrap();
+            let envelope = seal_reply_with_random(
+                &key(vector),
+                &token,
+                text(vector, "receive_id"),
+                text(vector, "plaintext").as_bytes(),
+                text(vector, "timestamp").parse().unwrap(),
+                text(vector, "nonce"),
+                &random(vector),
+            );
+            assert!(envelope.contains(&format!(
+                "<Encrypt><![CDATA[{}]]></Encrypt>",
+                text(vector, "encrypt")
+            )));
+            assert!(envelope.contains(&format!(
+                "<MsgSignature><![CDATA[{}]]></MsgSignature>",
+                text(vector, "msg_signature")
+            )));
+            assert!(envelope.contains(&format!(
+                "<TimeStamp>{}</TimeStamp>",
+                text(vector, "timestamp")
+            )));
+            assert!(envelope.contains(&format!(
+                "<Nonce><![CDATA[{}]]></Nonce>",
+                text(vector, "nonce")
+            )));
+        }
+    }
+
+    /// V4b: decrypting with token 12345 must fail the msg_signature check.
+    #[test]
+    fn another_token_fails_the_message_signature() {
+        let vectors = vectors();
+        let v4b = vectors.iter().find(|v| v["id"] == "V4b").unwrap();
+        let right = Token::new("pamtest").unwrap();
+        let wrong = Token::new("12345").unwrap();
+        let encrypted = text(v4b, "encrypt");
+        let signature = Signature::message(&right, "1409304348", "xxxxxx", encrypted);
+        assert!(!Signature::message(&wrong, "1409304348", "xxxxxx", encrypted).verify(&signature));
+    }
+}
