@@ -74,9 +74,10 @@
 //!
 //! # Choices worth knowing
 //!
-//! - **Statuses.** Missing or malformed query parameters, unreadable bodies and malformed
-//!   XML get 400; a wrong signature, a timestamp outside the window, or a reused nonce get
-//!   403; other methods 405; bodies over the limit 413. Each with a short plain-text reason
+//! - **Statuses.** Missing or malformed query parameters, unreadable bodies, malformed XML
+//!   and undecryptable `Encrypt` get 400; a wrong `signature` or `msg_signature`, a timestamp
+//!   outside the window, a reused nonce, or a message for another app id get 403; other
+//!   methods 405; bodies over the limit 413. Each with a short plain-text reason
 //!   and a `tracing` warning; never the token. See [`verify::Rejection`].
 //! - **Replays.** Timestamps more than 300 s from the server's clock are refused (see
 //!   [`VerifyLayer::timestamp_window`]). A timestamp + nonce pair is remembered with a
@@ -88,12 +89,21 @@
 //!   once, handed on unchanged.
 //! - **Messages.** Unknown message and event types are kept with all their fields, never
 //!   refused; see [`message`].
+//! - **Safe mode** (feature `crypto`). [`VerifyLayer::safe_mode`] with a
+//!   [`verify::SafeMode`] (EncodingAESKey + app id / CorpID) checks `msg_signature` over
+//!   `Encrypt` — only the encrypted part is trusted, also in compatibility mode — decrypts,
+//!   checks the receive id, hands the handler the plaintext XML and the same [`Message`] as
+//!   plain mode, and encrypts its passive reply (not `success` or an empty answer, which
+//!   WeChat takes as they are). WeCom's encrypted handshake is answered decrypted. In safe
+//!   mode a WeCom callback is not signed until its body is read, so the body limit is what
+//!   bounds the work an unsigned request can cause.
 //!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | [`Message`] and [`CallbackQuery`] extractors, `IntoResponse` for [`Reply`] |
+//! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
