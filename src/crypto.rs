@@ -268,13 +268,6 @@ fn envelope(token: &Token, encrypted: &str, timestamp: u64, nonce: &str) -> Stri
     )
 }
 
-/// A fresh nonce for a reply envelope: a random decimal number, as WeChat uses.
-pub(crate) fn random_nonce() -> String {
-    let mut bytes = [0u8; 4];
-    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
-    (u32::from_le_bytes(bytes) % 1_000_000_000).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

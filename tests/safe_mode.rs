@@ -60,22 +60,18 @@ async fn peer(args: Vec<String>) -> (bool, Value) {
     (output.status.success(), result)
 }
 
-fn url(wechat: &WeChat) -> String {
-    format!("http://{}/wechat", wechat.addr())
+/// Has the peer send `content` as WeChat would (`--compat` for compatibility mode).
+async fn peer_message(wechat: &WeChat, key: &str, content: &str, flags: &[&str]) -> (bool, Value) {
+    let url = format!("http://{}/wechat", wechat.addr());
+    let mut args = vec!["message", &url, TOKEN, key, APP_ID, content];
+    args.extend_from_slice(flags);
+    peer(args.into_iter().map(String::from).collect()).await
 }
 
 #[tokio::test]
 async fn an_independent_peer_gets_an_encrypted_reply_that_verifies_and_decrypts() {
     let wechat = start(safe_layer()).await;
-    let args = [
-        "message",
-        &url(&wechat),
-        TOKEN,
-        KEY,
-        APP_ID,
-        "你好 <safe> & sound",
-    ];
-    let (ok, result) = peer(args.map(String::from).to_vec()).await;
+    let (ok, result) = peer_message(&wechat, KEY, "你好 <safe> & sound", &[]).await;
     assert!(ok, "{result}");
     assert_eq!(result["msg_type"], "text");
     assert_eq!(result["content"], "You said: 你好 <safe> & sound");
@@ -84,16 +80,7 @@ async fn an_independent_peer_gets_an_encrypted_reply_that_verifies_and_decrypts(
 #[tokio::test]
 async fn compatibility_mode_is_answered_encrypted_too() {
     let wechat = start(safe_layer()).await;
-    let args = [
-        "message",
-        &url(&wechat),
-        TOKEN,
-        KEY,
-        APP_ID,
-        "compat",
-        "--compat",
-    ];
-    let (ok, result) = peer(args.map(String::from).to_vec()).await;
+    let (ok, result) = peer_message(&wechat, KEY, "compat", &["--compat"]).await;
     assert!(ok, "{result}");
     assert_eq!(result["content"], "You said: compat");
 }
@@ -105,8 +92,7 @@ async fn the_peer_notices_a_server_with_another_key() {
         APP_ID,
     ));
     let wechat = start(other).await;
-    let args = ["message", &url(&wechat), TOKEN, KEY, APP_ID, "x"];
-    let (ok, result) = peer(args.map(String::from).to_vec()).await;
+    let (ok, result) = peer_message(&wechat, KEY, "x", &[]).await;
     assert!(!ok);
     assert_eq!(result["status"], 400, "{result}");
 }
@@ -114,14 +100,8 @@ async fn the_peer_notices_a_server_with_another_key() {
 #[tokio::test]
 async fn wecom_encrypted_handshake_from_the_peer() {
     let wechat = start(safe_layer()).await;
-    let args = [
-        "handshake",
-        &url(&wechat),
-        TOKEN,
-        KEY,
-        APP_ID,
-        "8471024786934759",
-    ];
+    let url = format!("http://{}/wechat", wechat.addr());
+    let args = ["handshake", &url, TOKEN, KEY, APP_ID, "8471024786934759"];
     let (ok, result) = peer(args.map(String::from).to_vec()).await;
     assert!(ok, "{result}");
 }

@@ -37,7 +37,7 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
     let mut reader = Reader::from_str(xml);
     let mut fields = Vec::with_capacity(8);
     // (name, element ordinal) of each open element below the root.
-    let mut open: Vec<(Cow<'_, str>, u32)> = Vec::with_capacity(MAX_DEPTH);
+    let mut open = OpenElements::default();
     let mut ordinal = 0u32;
     let mut root = Root::Before;
     // Text gathered for the innermost open element; a child element discards it.
@@ -58,23 +58,20 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
             }
             Event::Start(start) => {
                 ordinal += 1;
-                if open.len() >= MAX_DEPTH {
-                    return Err(ParseError::TooDeep);
-                }
-                open.push((slice_of(xml, start.name().as_ref())?, ordinal));
+                open.push(slice_of(xml, start.name().as_ref())?, ordinal)?;
                 text = None;
             }
             Event::Empty(start) => {
                 ordinal += 1;
                 let name = slice_of(xml, start.name().as_ref())?;
-                fields.push(Some(leaf(&open, name, Cow::Borrowed(""))));
+                fields.push(Some(leaf(open.as_slice(), name, Cow::Borrowed(""))));
                 text = None;
             }
             Event::End(_) => match open.pop() {
                 None => root = Root::After,
                 Some((name, _)) => {
                     if let Some(value) = text.take() {
-                        fields.push(Some(leaf(&open, name, value)));
+                        fields.push(Some(leaf(open.as_slice(), name, value)));
                     }
                 }
             },
@@ -106,6 +103,44 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
                 };
             }
         }
+    }
+}
+
+/// The elements open below the root, on the stack: WeChat never nests deeper than
+/// [`MAX_DEPTH`], and deeper documents are refused.
+struct OpenElements<'a> {
+    elements: [(Cow<'a, str>, u32); MAX_DEPTH],
+    len: usize,
+}
+
+impl Default for OpenElements<'_> {
+    fn default() -> Self {
+        Self {
+            elements: std::array::from_fn(|_| (Cow::Borrowed(""), 0)),
+            len: 0,
+        }
+    }
+}
+
+impl<'a> OpenElements<'a> {
+    fn push(&mut self, name: Cow<'a, str>, ordinal: u32) -> Result<(), ParseError> {
+        let slot = self.elements.get_mut(self.len).ok_or(ParseError::TooDeep)?;
+        *slot = (name, ordinal);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn pop(&mut self) -> Option<(Cow<'a, str>, u32)> {
+        self.len = self.len.checked_sub(1)?;
+        Some(std::mem::take(&mut self.elements[self.len]))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_slice(&self) -> &[(Cow<'a, str>, u32)] {
+        &self.elements[..self.len]
     }
 }
 

@@ -250,7 +250,7 @@ impl Message {
         let to_user_name = fields.required("ToUserName")?;
         let from_user_name = fields.required("FromUserName")?;
         let create_time = fields.number("CreateTime")?;
-        let msg_type = fields.required("MsgType")?;
+        let msg_type = fields.required_text("MsgType")?;
         let msg_id = fields.optional_number("MsgId")?;
         let kind = MessageKind::from_fields(msg_type, &mut fields)?;
         Ok(Self {
@@ -309,7 +309,7 @@ impl fmt::Debug for Message {
 }
 
 impl MessageKind {
-    fn from_fields(msg_type: String, fields: &mut Fields<'_>) -> Result<Self, ParseError> {
+    fn from_fields(msg_type: Cow<'_, str>, fields: &mut Fields<'_>) -> Result<Self, ParseError> {
         let kind = match lowercase(&msg_type, &mut [0; 16]) {
             "text" => Self::Text {
                 content: fields.required("Content")?,
@@ -343,7 +343,9 @@ impl MessageKind {
                 url: fields.required("Url")?,
             },
             "event" => Self::Event(Event::from_fields(fields)?),
-            _ => Self::Unknown { msg_type },
+            _ => Self::Unknown {
+                msg_type: msg_type.into_owned(),
+            },
         };
         Ok(kind)
     }
@@ -366,7 +368,7 @@ impl MessageKind {
 
 impl Event {
     fn from_fields(fields: &mut Fields<'_>) -> Result<Self, ParseError> {
-        let event = fields.required("Event")?;
+        let event = fields.required_text("Event")?;
         let event = match lowercase(&event, &mut [0; 24]) {
             "subscribe" => Self::Subscribe {
                 event_key: fields.optional("EventKey").filter(|key| !key.is_empty()),
@@ -459,7 +461,7 @@ impl Event {
             },
             _ => Self::Unknown {
                 event_key: fields.optional("EventKey"),
-                event,
+                event: event.into_owned(),
             },
         };
         Ok(event)
@@ -536,6 +538,13 @@ impl<'a> Fields<'a> {
 
     pub(crate) fn optional(&mut self, path: &str) -> Option<String> {
         self.take(path).map(|field| field.value.into_owned())
+    }
+
+    /// The text of a required field, without copying it.
+    pub(crate) fn required_text(&mut self, path: &'static str) -> Result<Cow<'a, str>, ParseError> {
+        self.take(path)
+            .map(|field| field.value)
+            .ok_or(ParseError::MissingField(path))
     }
 
     pub(crate) fn required(&mut self, path: &'static str) -> Result<String, ParseError> {

@@ -67,15 +67,22 @@ impl SafeMode {
         ))
     }
 
-    /// Encrypts a passive reply into WeChat's envelope with a fresh timestamp and nonce.
+    /// Encrypts a passive reply into WeChat's envelope with a fresh timestamp, nonce and
+    /// random prefix (drawn from the OS in one call).
     pub(crate) fn seal(&self, token: &Token, reply_xml: &[u8]) -> String {
-        crypto::seal_reply(
+        let mut random = [0u8; 20];
+        getrandom::fill(&mut random)
+            .expect("the operating system's random number generator failed");
+        let (prefix, nonce) = random.split_at(16);
+        let nonce = u32::from_le_bytes([nonce[0], nonce[1], nonce[2], nonce[3]]) % 1_000_000_000;
+        crypto::seal_reply_with_random(
             &self.keys[0],
             token,
             &self.receive_id,
             reply_xml,
             super::replay::unix_now(),
-            &crypto::random_nonce(),
+            &nonce.to_string(),
+            prefix.try_into().expect("16 bytes"),
         )
     }
 }
