@@ -201,17 +201,18 @@ where
         }
     };
     let trimmed = reply.trim_ascii();
-    let body = match shared.seal(&reply) {
-        Some(envelope) if !trimmed.is_empty() && trimmed != b"success" => {
+    let is_ack = trimmed.is_empty() || trimmed == b"success";
+    let sealed = if is_ack { None } else { shared.seal(&reply) };
+    let body = match sealed {
+        Some(envelope) => {
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/xml; charset=utf-8"),
             );
             Bytes::from(envelope)
         }
-        _ => reply,
+        None => reply,
     };
-    parts.headers.remove(header::CONTENT_LENGTH);
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
