@@ -12,7 +12,8 @@
 //!   check off, e.g. to replay WeChat's documented samples).
 //! - `WECHAT_AES_KEY` and `WECHAT_APPID`: the EncodingAESKey and the app id (CorpID for
 //!   WeCom). With both set it runs in safe mode: encrypted and compatibility-mode messages
-//!   are decrypted, replies encrypted, and WeCom's encrypted handshake answered.
+//!   are decrypted, replies encrypted, and WeCom's encrypted handshake answered; plain-mode
+//!   messages are refused unless `WECHAT_ACCEPT_PLAIN=1` (while switching the console's mode).
 //!   `WECHAT_PREVIOUS_AES_KEY` keeps an old key for decryption during a key change.
 //!
 //! At start it prints curl lines, signed with the token, to try the handshake and a message.
@@ -75,6 +76,9 @@ pub fn verify_layer_from_env() -> Result<VerifyLayer, Box<dyn Error>> {
                 let previous = EncodingAesKey::new(previous.trim())
                     .map_err(|error| format!("WECHAT_PREVIOUS_AES_KEY: {error}"))?;
                 safe_mode = safe_mode.previous_key(previous);
+            }
+            if std::env::var("WECHAT_ACCEPT_PLAIN").is_ok_and(|value| value == "1") {
+                safe_mode = safe_mode.accept_plain_mode();
             }
             layer = layer.safe_mode(safe_mode);
         }
@@ -146,7 +150,7 @@ fn print_how_to_try(addr: SocketAddr) {
         "the demo token (set WECHAT_TOKEN to use yours)"
     };
     let mode = if std::env::var("WECHAT_AES_KEY").is_ok() {
-        "safe mode (plain-mode callbacks are accepted too)"
+        "safe mode"
     } else {
         "plain mode"
     };

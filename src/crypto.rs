@@ -107,13 +107,23 @@ impl fmt::Display for InvalidAesKey {
 
 impl std::error::Error for InvalidAesKey {}
 
-/// A decrypted message and the receive id it was encrypted for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A decrypted message and the receive id it was encrypted for. `Debug` shows the message's
+/// length, not its content (which names the user).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Decrypted {
     /// The message (for callbacks, the plaintext XML).
     pub message: Vec<u8>,
     /// The app id, CorpID or suite id appended after the message.
     pub receive_id: String,
+}
+
+impl fmt::Debug for Decrypted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decrypted")
+            .field("message", &format_args!("<{} bytes>", self.message.len()))
+            .field("receive_id", &self.receive_id)
+            .finish()
+    }
 }
 
 /// Why an `Encrypt` text could not be decrypted. Never contains key or plaintext.

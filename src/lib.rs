@@ -76,7 +76,8 @@
 //!
 //! - **Statuses.** Missing or malformed query parameters, unreadable bodies, malformed XML
 //!   and undecryptable `Encrypt` get 400; a wrong `signature` or `msg_signature`, a timestamp
-//!   outside the window, a reused nonce, or a message for another app id get 403; other
+//!   outside the window, a reused nonce, a message for another app id, or an `openid` that
+//!   is not the sender get 403; other
 //!   methods 405; bodies over the limit 413. Each with a short plain-text reason
 //!   and a `tracing` warning; never the token. See [`verify::Rejection`].
 //! - **Replays.** Timestamps more than 300 s from the server's clock are refused (see
@@ -94,9 +95,13 @@
 //!   `Encrypt` — only the encrypted part is trusted, also in compatibility mode — decrypts,
 //!   checks the receive id, hands the handler the plaintext XML and the same [`Message`] as
 //!   plain mode, and encrypts its passive reply (not `success` or an empty answer, which
-//!   WeChat takes as they are). WeCom's encrypted handshake is answered decrypted. In safe
-//!   mode a WeCom callback is not signed until its body is read, so the body limit is what
-//!   bounds the work an unsigned request can cause.
+//!   WeChat takes as they are). WeCom's encrypted handshake is answered decrypted. Plain-mode
+//!   messages are refused unless [`verify::SafeMode::accept_plain_mode`]. In safe mode a
+//!   callback is not authenticated until its body is read, so the body limit (and the
+//!   parser's bounds on names and element counts) is what bounds the work an unsigned
+//!   request can cause.
+//! - **`openid`.** The query is not signed; a callback whose `openid` is not the message's
+//!   `FromUserName` is refused (403).
 //!
 //! # Feature flags
 //!

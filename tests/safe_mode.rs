@@ -461,13 +461,62 @@ async fn a_previous_key_decrypts_while_replies_use_the_current_one() {
     );
 }
 
+/// The reviewer's downgrade: with safe mode on, a plain-signed query (seen in a log) must not
+/// carry a forged plaintext body past the layer.
 #[tokio::test]
-async fn plain_mode_callbacks_still_work_beside_safe_mode() {
+async fn safe_mode_refuses_plain_messages_unless_opted_in() {
     let wechat = start(safe_layer()).await;
-    let answer = wechat.deliver(&common::text_message("plain", 5)).await;
+    let answer = wechat
+        .deliver(&common::text_message("FORGED: transfer all", 5))
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "missing query parameter `msg_signature`"
+        )
+    );
+    // The plain handshake (how Official Accounts verify the URL in safe mode too) still works.
+    assert_eq!(wechat.handshake("123").await.body, "123");
+
+    let lenient = VerifyLayer::new(Token::new(TOKEN).unwrap())
+        .safe_mode(SafeMode::new(key(KEY), APP_ID).accept_plain_mode());
+    let wechat = start(lenient).await;
+    let answer = wechat.deliver(&common::text_message("plain", 6)).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert!(answer.body.contains("You said: plain"));
     assert!(!answer.body.contains("<Encrypt>"));
+}
+
+/// The reviewer's openid swap: the unsigned `openid` must be the signed sender.
+#[tokio::test]
+async fn an_openid_that_is_not_the_sender_is_refused() {
+    let wechat = start(safe_layer()).await;
+    let encrypted = encrypt(&key(KEY), text_xml("x").as_bytes(), APP_ID);
+    let (timestamp, nonce) = (now().to_string(), "77001".to_owned());
+    let msg_signature =
+        Signature::message(&Token::new(TOKEN).unwrap(), &timestamp, &nonce, &encrypted);
+    let body = format!(
+        "<xml><ToUserName><![CDATA[gh]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+    );
+    let path = format!(
+        "/wechat?timestamp={timestamp}&nonce={nonce}&msg_signature={msg_signature}&encrypt_type=aes"
+    );
+    let answer = wechat
+        .send(
+            Method::POST,
+            &format!("{path}&openid=oMallory999"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::FORBIDDEN, "openid does not match FromUserName")
+    );
+    let answer = wechat
+        .send(Method::POST, &format!("{path}&openid=oUserSafe1"), body)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
 }
 
 #[tokio::test]

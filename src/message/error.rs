@@ -19,6 +19,10 @@ pub enum ParseError {
     DocType,
     /// Elements nested deeper than WeChat ever nests them.
     TooDeep,
+    /// An element name longer than any WeChat uses.
+    NameTooLong,
+    /// More elements than any WeChat message has.
+    TooManyElements,
     /// Something other than whitespace or comments after the root element.
     TrailingContent,
     /// An entity other than the five predefined ones and character references.
@@ -37,6 +41,8 @@ impl fmt::Display for ParseError {
             Self::UnexpectedRoot => f.write_str("root element is not <xml>"),
             Self::DocType => f.write_str("DOCTYPE is not allowed"),
             Self::TooDeep => f.write_str("elements are nested too deeply"),
+            Self::NameTooLong => f.write_str("an element name is too long"),
+            Self::TooManyElements => f.write_str("too many elements"),
             Self::TrailingContent => f.write_str("content after the root element"),
             Self::UnknownEntity => f.write_str("unknown entity reference"),
             Self::MissingField(name) => write!(f, "missing <{name}>"),

@@ -14,6 +14,16 @@ use super::ParseError;
 /// WeChat nests at most four levels below the root (`SendPicsInfo/PicList/item/PicMd5Sum`).
 const MAX_DEPTH: usize = 8;
 
+/// WeChat's longest element names are about 30 bytes (`ComponentVerifyTicket`).
+const MAX_NAME_LEN: usize = 64;
+
+/// WeChat's largest pushes (mass-send reports) have a few hundred elements.
+const MAX_ELEMENTS: u32 = 2048;
+
+// With these bounds a path is at most 8 × 65 bytes, and a body — read before it can be
+// authenticated in safe mode — cannot make the walk allocate more than a small multiple of
+// its own size.
+
 /// A leaf element: its path below the root, its text, and which element holds it (so that
 /// repeated `item`s can be told apart).
 #[derive(Debug)]
@@ -42,6 +52,8 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
     let mut root = Root::Before;
     // Text gathered for the innermost open element; a child element discards it.
     let mut text: Option<Cow<'_, str>> = None;
+    // The last tag was a start tag: an end tag right after it closes an empty leaf.
+    let mut just_opened = false;
 
     loop {
         let event = reader
@@ -57,22 +69,26 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
                 root = Root::After;
             }
             Event::Start(start) => {
-                ordinal += 1;
-                open.push(slice_of(xml, start.name().as_ref())?, ordinal)?;
+                ordinal = next_ordinal(ordinal)?;
+                open.push(element_name(xml, start.name().as_ref())?, ordinal)?;
                 text = None;
+                just_opened = true;
             }
             Event::Empty(start) => {
-                ordinal += 1;
-                let name = slice_of(xml, start.name().as_ref())?;
+                ordinal = next_ordinal(ordinal)?;
+                let name = element_name(xml, start.name().as_ref())?;
                 fields.push(Some(leaf(open.as_slice(), name, Cow::Borrowed(""))));
                 text = None;
+                just_opened = false;
             }
             Event::End(_) => match open.pop() {
                 None => root = Root::After,
                 Some((name, _)) => {
-                    if let Some(value) = text.take() {
+                    let value = text.take().or(just_opened.then_some(Cow::Borrowed("")));
+                    if let Some(value) = value {
                         fields.push(Some(leaf(open.as_slice(), name, value)));
                     }
+                    just_opened = false;
                 }
             },
             Event::Text(raw) => {
@@ -142,6 +158,20 @@ impl<'a> OpenElements<'a> {
     fn as_slice(&self) -> &[(Cow<'a, str>, u32)] {
         &self.elements[..self.len]
     }
+}
+
+fn next_ordinal(ordinal: u32) -> Result<u32, ParseError> {
+    if ordinal >= MAX_ELEMENTS {
+        return Err(ParseError::TooManyElements);
+    }
+    Ok(ordinal + 1)
+}
+
+fn element_name<'a>(xml: &'a str, name: &[u8]) -> Result<Cow<'a, str>, ParseError> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(ParseError::NameTooLong);
+    }
+    slice_of(xml, name)
 }
 
 /// The first element must be `<xml>`, and nothing may follow it.

@@ -98,6 +98,14 @@ pub enum MessageKind {
         /// The `MsgType` as sent.
         msg_type: String,
     },
+    /// A push with `InfoType` and no `MsgType`: third-party platform notices
+    /// (`component_verify_ticket`, `authorized`…) and WeCom suite notices (`suite_ticket`…).
+    /// They carry no `ToUserName`/`FromUserName` (those fields are then empty), and their
+    /// fields (`AppId`, `ComponentVerifyTicket`, `SuiteId`…) are in [`Message::extra`].
+    Info {
+        /// The `InfoType` as sent.
+        info_type: String,
+    },
 }
 
 /// The event pushes WeChat documents, with their fields.
@@ -247,6 +255,11 @@ impl Message {
     /// type never is.
     pub fn parse(xml: &[u8]) -> Result<Self, ParseError> {
         let mut fields = Fields::new(leaf_fields(xml)?);
+        if !fields.has("MsgType")
+            && let Some(info_type) = fields.optional("InfoType")
+        {
+            return Self::info(info_type, fields);
+        }
         let to_user_name = fields.required("ToUserName")?;
         let from_user_name = fields.required("FromUserName")?;
         let create_time = fields.number("CreateTime")?;
@@ -263,7 +276,24 @@ impl Message {
         })
     }
 
-    /// The `MsgType`: `"text"`, `"event"`…, or the raw value of an unknown type.
+    /// An `InfoType` push: no header but a time (`CreateTime`, or WeCom's `TimeStamp`).
+    fn info(info_type: String, mut fields: Fields<'_>) -> Result<Self, ParseError> {
+        let create_time = match fields.optional_number("CreateTime")? {
+            Some(time) => time,
+            None => fields.optional_number("TimeStamp")?.unwrap_or(0),
+        };
+        Ok(Self {
+            to_user_name: fields.optional("ToUserName").unwrap_or_default(),
+            from_user_name: fields.optional("FromUserName").unwrap_or_default(),
+            create_time,
+            msg_id: None,
+            kind: MessageKind::Info { info_type },
+            extra: fields.into_extra(),
+        })
+    }
+
+    /// The `MsgType`: `"text"`, `"event"`…, or the raw value of an unknown type (`""` for an
+    /// `InfoType` push).
     pub fn msg_type(&self) -> &str {
         self.kind.msg_type()
     }
@@ -362,6 +392,7 @@ impl MessageKind {
             Self::Link { .. } => "link",
             Self::Event(_) => "event",
             Self::Unknown { msg_type } => msg_type,
+            Self::Info { .. } => "",
         }
     }
 }
@@ -526,6 +557,13 @@ pub(crate) struct Fields<'a> {
 impl<'a> Fields<'a> {
     pub(crate) fn new(fields: Vec<Option<Field<'a>>>) -> Self {
         Self { fields }
+    }
+
+    /// Whether a field at `path` is still there.
+    pub(crate) fn has(&self, path: &str) -> bool {
+        self.fields
+            .iter()
+            .any(|slot| slot.as_ref().is_some_and(|field| field.path == path))
     }
 
     /// Takes the first field at `path`.

@@ -423,6 +423,43 @@ fn unknown_types_are_kept_with_all_their_fields() {
 }
 
 #[test]
+fn info_type_pushes_of_third_party_platforms_and_wecom_suites_are_kept() {
+    let ticket = parse(
+        "<xml><AppId><![CDATA[wx3rdparty]]></AppId><CreateTime>1413192605</CreateTime>\
+         <InfoType><![CDATA[component_verify_ticket]]></InfoType>\
+         <ComponentVerifyTicket><![CDATA[ticket@@@abc]]></ComponentVerifyTicket></xml>",
+    );
+    assert_eq!(
+        ticket.kind,
+        MessageKind::Info {
+            info_type: "component_verify_ticket".into()
+        }
+    );
+    assert_eq!(ticket.create_time, 1_413_192_605);
+    assert_eq!(ticket.field("ComponentVerifyTicket"), Some("ticket@@@abc"));
+    assert_eq!(ticket.field("AppId"), Some("wx3rdparty"));
+    assert_eq!(ticket.msg_type(), "");
+
+    let suite = parse(
+        "<xml><SuiteId><![CDATA[ww4asffe99e54c0f4c]]></SuiteId><InfoType><![CDATA[suite_ticket]]></InfoType>\
+         <TimeStamp>1403610513</TimeStamp><SuiteTicket><![CDATA[asdfasfdasdfasdf]]></SuiteTicket></xml>",
+    );
+    assert_eq!(
+        suite.kind,
+        MessageKind::Info {
+            info_type: "suite_ticket".into()
+        }
+    );
+    assert_eq!(suite.create_time, 1_403_610_513);
+    assert_eq!(suite.field("SuiteTicket"), Some("asdfasfdasdfasdf"));
+    // Neither InfoType nor MsgType: still an error.
+    assert_eq!(
+        error(b"<xml><AppId>x</AppId></xml>"),
+        ParseError::MissingField("ToUserName")
+    );
+}
+
+#[test]
 fn msg_type_and_event_ignore_ascii_case() {
     assert!(matches!(
         kind(&message("TEXT", "<Content>x</Content>")),
@@ -513,6 +550,29 @@ fn whitespace_inside_values_is_kept() {
 }
 
 #[test]
+fn an_element_with_nothing_inside_is_an_empty_field() {
+    assert_eq!(
+        kind(&message("text", "<Content></Content><MsgId>1</MsgId>")),
+        MessageKind::Text {
+            content: String::new()
+        }
+    );
+    let message = parse(&event(
+        "CLICK",
+        "<EventKey></EventKey><Nested><A></A></Nested>",
+    ));
+    assert_eq!(
+        message.event(),
+        Some(&Event::Click {
+            event_key: String::new()
+        })
+    );
+    assert_eq!(message.field("Nested/A"), Some(""));
+    // A container is not a leaf.
+    assert_eq!(message.field("Nested"), None);
+}
+
+#[test]
 fn declaration_comments_and_empty_elements_are_fine() {
     let xml = format!(
         "<?xml version=\"1.0\"?>\n<!-- pushed -->{}\n",
@@ -595,6 +655,24 @@ fn every_error() {
     assert_eq!(
         error(message("text", "<Content>x</Content><MsgId>-1</MsgId>").as_bytes()),
         ParseError::InvalidField("MsgId")
+    );
+}
+
+/// The reviewer's input: a 32 KiB element name above thousands of leaves made every leaf copy
+/// the name into its path (hundreds of MiB). Now it is refused at the name.
+#[test]
+fn huge_names_and_many_leaves_are_refused_cheaply() {
+    let body = format!("<xml><{}>{}", "A".repeat(32_768), "<b/>".repeat(8_180));
+    assert_eq!(error(body.as_bytes()), ParseError::NameTooLong);
+    let body = format!(
+        "<xml><{0}>{1}</{0}></xml>",
+        "A".repeat(64),
+        "<b/>".repeat(2_040)
+    );
+    let message = Message::parse(body.as_bytes());
+    assert!(
+        matches!(message, Err(ParseError::MissingField(_))),
+        "{message:?}"
     );
 }
 

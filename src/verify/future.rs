@@ -243,10 +243,21 @@ where
             Err(error) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge(limit)),
             Err(_) => Err(Rejection::BodyRead),
         };
-        let opened = body.and_then(|bytes| match &verified.pending {
-            None => plain(&shared, &mut query, &verified, bytes),
-            Some(pending) => encrypted(&shared, &mut query, pending, bytes),
-        });
+        let opened = body
+            .and_then(|bytes| match &verified.pending {
+                None => plain(&shared, &mut query, &verified, bytes),
+                Some(pending) => encrypted(&shared, &mut query, pending, bytes),
+            })
+            .and_then(|(message, plaintext)| {
+                // The query is not signed; the sender named in the (in safe mode, signed)
+                // message is the one to believe.
+                match &query.openid {
+                    Some(openid) if *openid != message.from_user_name => {
+                        Err(Rejection::OpenidMismatch)
+                    }
+                    _ => Ok((message, plaintext)),
+                }
+            });
         match opened {
             Ok((message, plaintext)) => {
                 let seal = query.encrypted.then(|| shared.clone());

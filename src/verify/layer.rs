@@ -105,9 +105,9 @@ impl VerifyLayer {
     /// decrypts the message (the handler sees the plaintext XML, and the parsed
     /// [`Message`](crate::Message), exactly as in plain mode), checks its receive id, and
     /// encrypts the handler's passive reply on the way out (`success` and empty answers go
-    /// out as they are). Answers WeCom's encrypted URL handshake too. Plain-mode callbacks
-    /// signed with the token are still accepted, so the console's mode can be switched
-    /// without downtime.
+    /// out as they are). Answers WeCom's encrypted URL handshake too. Plain-mode messages
+    /// are refused (400, missing `msg_signature`) unless
+    /// [`SafeMode::accept_plain_mode`] is set, e.g. while switching the console's mode.
     ///
     /// ```
     /// use tower_wechat::crypto::EncodingAesKey;
@@ -254,6 +254,18 @@ impl Shared {
                 matched | Choice::from(u8::from(matches(token)))
             });
         matched.into()
+    }
+
+    /// Safe mode is on and plain-mode messages were not opted into.
+    pub(crate) fn refuses_plain_messages(&self) -> bool {
+        #[cfg(feature = "crypto")]
+        return self
+            .settings
+            .safe_mode
+            .as_ref()
+            .is_some_and(|safe_mode| !safe_mode.accepts_plain());
+        #[cfg(not(feature = "crypto"))]
+        return false;
     }
 
     fn has_safe_mode(&self) -> bool {

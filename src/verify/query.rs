@@ -18,7 +18,9 @@ pub struct CallbackQuery {
     pub timestamp: u64,
     /// The signed `nonce`.
     pub nonce: String,
-    /// The sender's `openid`, which Official Accounts add to message callbacks.
+    /// The sender's `openid`, which Official Accounts add to message callbacks. The query
+    /// is not signed, so the layer refuses (403) a callback whose `openid` is not the
+    /// message's `FromUserName`.
     pub openid: Option<String>,
     /// The message came encrypted (safe or compatibility mode); the handler sees it
     /// decrypted, and its passive reply is encrypted on the way out.

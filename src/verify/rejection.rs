@@ -14,7 +14,7 @@ use crate::message::ParseError;
 /// | rejection | status |
 /// |---|---|
 /// | missing, malformed or repeated query parameter, unreadable body, malformed XML, encrypted message without a key, no `<Encrypt>`, undecryptable `Encrypt` | 400 Bad Request |
-/// | signature or `msg_signature` mismatch, timestamp outside the window, nonce reused, message for another receive id | 403 Forbidden |
+/// | signature or `msg_signature` mismatch, timestamp outside the window, nonce reused, message for another receive id, `openid` not the sender | 403 Forbidden |
 /// | method other than GET and POST | 405 Method Not Allowed |
 /// | body over the limit | 413 Payload Too Large |
 ///
@@ -54,6 +54,8 @@ pub enum Rejection {
     Decrypt(crate::crypto::CryptoError),
     /// The decrypted message was encrypted for another app id / CorpID.
     WrongReceiveId,
+    /// The `openid` query parameter is not the message's `FromUserName`.
+    OpenidMismatch,
 }
 
 impl Rejection {
@@ -73,7 +75,8 @@ impl Rejection {
             | Self::MessageSignatureMismatch
             | Self::StaleTimestamp
             | Self::ReplayedNonce
-            | Self::WrongReceiveId => StatusCode::FORBIDDEN,
+            | Self::WrongReceiveId
+            | Self::OpenidMismatch => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -126,6 +129,7 @@ impl fmt::Display for Rejection {
             #[cfg(feature = "crypto")]
             Self::Decrypt(error) => write!(f, "cannot decrypt: {error}"),
             Self::WrongReceiveId => f.write_str("message is encrypted for another app id"),
+            Self::OpenidMismatch => f.write_str("openid does not match FromUserName"),
         }
     }
 }

@@ -30,6 +30,7 @@ pub struct SafeMode {
     /// The current key first, then previous ones.
     keys: Vec<EncodingAesKey>,
     receive_id: String,
+    accept_plain: bool,
 }
 
 impl SafeMode {
@@ -38,7 +39,22 @@ impl SafeMode {
         Self {
             keys: vec![key],
             receive_id: receive_id.into(),
+            accept_plain: false,
         }
+    }
+
+    /// Also accepts plain-mode messages (signed only by `signature`), e.g. while the
+    /// console's message mode is switched. Off by default: in plain mode the body is not
+    /// signed, so anyone who has seen one callback URL could post any message with it.
+    /// The GET handshake, which WeChat signs the plain way in safe mode too, is always
+    /// accepted.
+    pub fn accept_plain_mode(mut self) -> Self {
+        self.accept_plain = true;
+        self
+    }
+
+    pub(crate) fn accepts_plain(&self) -> bool {
+        self.accept_plain
     }
 
     /// Also decrypts with `key`, e.g. the key being replaced while WeChat switches over.
@@ -50,21 +66,22 @@ impl SafeMode {
     /// Decrypts `encrypted` with the current key, then the previous ones, and checks the
     /// receive id.
     pub(crate) fn open(&self, encrypted: &str) -> Result<Vec<u8>, Rejection> {
-        let mut first_error = None;
+        let mut rejection = None;
         for key in &self.keys {
-            match crypto::decrypt(key, encrypted) {
+            // A key that is not the sender's can, rarely, still unpad cleanly; so a wrong
+            // receive id is only the verdict once every key has been tried.
+            let outcome = match crypto::decrypt(key, encrypted) {
                 Ok(decrypted) if decrypted.receive_id == self.receive_id => {
                     return Ok(decrypted.message);
                 }
-                Ok(_) => return Err(Rejection::WrongReceiveId),
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
+                Ok(_) => Rejection::WrongReceiveId,
+                Err(error) => Rejection::Decrypt(error),
+            };
+            if !matches!(rejection, Some(Rejection::WrongReceiveId)) {
+                rejection = Some(outcome);
             }
         }
-        Err(Rejection::Decrypt(
-            first_error.unwrap_or(crypto::CryptoError::CiphertextLength),
-        ))
+        Err(rejection.unwrap_or(Rejection::Decrypt(crypto::CryptoError::CiphertextLength)))
     }
 
     /// Encrypts a passive reply into WeChat's envelope with a fresh timestamp, nonce and
@@ -92,6 +109,7 @@ impl fmt::Debug for SafeMode {
         f.debug_struct("SafeMode")
             .field("keys", &self.keys.len())
             .field("receive_id", &self.receive_id)
+            .field("accept_plain_mode", &self.accept_plain)
             .finish()
     }
 }

@@ -154,6 +154,9 @@ impl<S> Verify<S> {
     ) -> Result<(CallbackQuery, Verified), Rejection> {
         let query = RawQuery::parse(request.uri().query().unwrap_or_default())?;
         let verified = self.shared.verify(&query)?;
+        if !verified.encrypted && self.shared.refuses_plain_messages() {
+            return Err(Rejection::MissingParameter("msg_signature"));
+        }
         let limit = self.shared.body_limit();
         let declared = request
             .headers()

@@ -392,3 +392,18 @@ async fn a_body_that_fails_midway_is_a_bad_request() {
         (StatusCode::BAD_REQUEST, "request body could not be read")
     );
 }
+
+#[tokio::test]
+async fn an_openid_that_is_not_the_sender_is_forbidden() {
+    let probe = Probe::default();
+    let query = format!(
+        "{}&openid=oMallory999",
+        signed_query(TOKEN, unix_now(), "swap")
+    );
+    let (status, reason) = send(probe.layered(layer()), post(&query, text_xml("x"))).await;
+    assert_eq!(
+        (status, reason.as_str()),
+        (StatusCode::FORBIDDEN, "openid does not match FromUserName")
+    );
+    assert_eq!(probe.calls(), 0);
+}
