@@ -202,10 +202,15 @@ pub fn decrypt(key: &EncodingAesKey, encrypted: &str) -> Result<Decrypted, Crypt
 
 /// Encrypts `message` for `receive_id` with 16 fresh random bytes from the OS.
 pub fn encrypt(key: &EncodingAesKey, message: &[u8], receive_id: &str) -> String {
-    let mut random = [0u8; RANDOM_LEN];
-    // The OS RNG failing is not recoverable and would make every reply predictable.
+    encrypt_with_random(key, message, receive_id, &random_bytes())
+}
+
+/// `N` bytes from the operating system's random number generator, in one call.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut random = [0u8; N];
+    // The OS RNG failing is not recoverable, and going on would make replies predictable.
     getrandom::fill(&mut random).expect("the operating system's random number generator failed");
-    encrypt_with_random(key, message, receive_id, &random)
+    random
 }
 
 /// Encrypts with the given 16 "random" bytes: deterministic, for tests and test vectors.
@@ -245,11 +250,14 @@ pub fn seal_reply(
     timestamp: u64,
     nonce: &str,
 ) -> String {
-    envelope(
+    seal_reply_with_random(
+        key,
         token,
-        &encrypt(key, reply_xml, receive_id),
+        receive_id,
+        reply_xml,
         timestamp,
         nonce,
+        &random_bytes(),
     )
 }
 

@@ -236,15 +236,22 @@ mod crypto {
         }
     }
 
-    /// V4b: decrypting with token 12345 must fail the msg_signature check.
+    /// V4b's note: with token 12345 instead of pamtest the msg_signature check must fail.
+    /// V5 is the pamtest vector that carries a documented msg_signature.
     #[test]
-    fn another_token_fails_the_message_signature() {
+    fn another_token_fails_the_documented_message_signature() {
         let vectors = vectors();
-        let v4b = vectors.iter().find(|v| v["id"] == "V4b").unwrap();
-        let right = Token::new("pamtest").unwrap();
-        let wrong = Token::new("12345").unwrap();
-        let encrypted = text(v4b, "encrypt");
-        let signature = Signature::message(&right, "1409304348", "xxxxxx", encrypted);
-        assert!(!Signature::message(&wrong, "1409304348", "xxxxxx", encrypted).verify(&signature));
+        let v5 = vectors.iter().find(|v| v["id"] == "V5").unwrap();
+        let documented = Signature::from_hex(text(v5, "msg_signature")).unwrap();
+        let sign = |token: &str| {
+            Signature::message(
+                &Token::new(token).unwrap(),
+                text(v5, "timestamp"),
+                text(v5, "nonce"),
+                text(v5, "encrypt"),
+            )
+        };
+        assert!(sign("pamtest").verify(&documented));
+        assert!(!sign("12345").verify(&documented));
     }
 }

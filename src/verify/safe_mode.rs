@@ -87,9 +87,7 @@ impl SafeMode {
     /// Encrypts a passive reply into WeChat's envelope with a fresh timestamp, nonce and
     /// random prefix (drawn from the OS in one call).
     pub(crate) fn seal(&self, token: &Token, reply_xml: &[u8]) -> String {
-        let mut random = [0u8; 20];
-        getrandom::fill(&mut random)
-            .expect("the operating system's random number generator failed");
+        let random: [u8; 20] = crypto::random_bytes();
         let (prefix, nonce) = random.split_at(16);
         let nonce = u32::from_le_bytes([nonce[0], nonce[1], nonce[2], nonce[3]]) % 1_000_000_000;
         crypto::seal_reply_with_random(
