@@ -16,7 +16,7 @@ use tower_service::Service;
 
 use crate::message::{Message, ParseError, encrypt_field};
 
-use super::body::ResponseBody;
+use crate::body::ResponseBody;
 use super::layer::{PendingSignature, Shared, Verified};
 use super::query::CallbackQuery;
 use super::rejection::Rejection;

@@ -16,7 +16,6 @@
 //! timestamp + nonce with another body is a forged reuse and gets 403. De-duplicating retries
 //! of one *message* (same `MsgId`) is the job of a layer after this one.
 
-mod body;
 mod future;
 mod layer;
 mod query;
@@ -26,7 +25,7 @@ mod replay;
 mod safe_mode;
 mod service;
 
-pub use body::ResponseBody;
+pub use crate::body::ResponseBody;
 pub use future::ResponseFuture;
 pub use layer::VerifyLayer;
 pub use query::CallbackQuery;

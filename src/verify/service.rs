@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use crate::signature::Token;
 
-use super::body::ResponseBody;
+use crate::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::layer::{Shared, Verified, VerifyLayer};
 use super::query::{CallbackQuery, RawQuery};

@@ -1,4 +1,6 @@
-//! [`ResponseBody`]: the inner service's body, or one written by [`Verify`](super::Verify).
+//! [`ResponseBody`]: the response body of this crate's layers — the inner service's body,
+//! or a short one the layer wrote itself (a handshake answer, a rejection, an ack, a replayed
+//! reply).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,8 +10,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project::pin_project;
 
-/// Response body of [`Verify`](super::Verify): the inner service's body, or the short body of
-/// a handshake answer or a rejection.
+/// Response body of this crate's layers: the inner service's body, or a short body the layer
+/// wrote itself (a handshake answer, a rejection, an ack, a replayed reply).
 #[pin_project]
 pub struct ResponseBody<B> {
     #[pin]
