@@ -92,15 +92,11 @@ impl Rejection {
             reason = %self,
             "rejected WeChat callback"
         );
-        let mut response = Response::new(Full::from(self.to_string()));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        let mut response = crate::body::plain_text(status, self.to_string());
         if self == Self::MethodNotAllowed {
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
         }
         response
     }

@@ -1,0 +1,115 @@
+//! [`FastAck`]: the middleware service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, StatusCode};
+use tower_service::Service;
+use tracing::Instrument;
+
+use super::future::ResponseFuture;
+use super::layer::{Mode, State};
+use super::task;
+use crate::background::BackgroundHook;
+use crate::body::{ResponseBody, plain_text};
+use crate::label::Label;
+
+/// Middleware that answers callbacks within a deadline; see
+/// [`FastAckLayer`](super::FastAckLayer).
+#[derive(Clone, Debug)]
+pub struct FastAck<S> {
+    pub(crate) inner: S,
+    pub(crate) mode: Mode,
+    pub(crate) state: Arc<State>,
+}
+
+impl<S> FastAck<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FastAck<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S::Future: Send + 'static,
+    S::Error: fmt::Display + Send + 'static,
+    ResBody: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let label = Label::of(&request);
+        let state = &self.state;
+        if state.closing.load(Ordering::Acquire) {
+            state
+                .counters
+                .refused_closing
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(msg = %label, "shutting down; answering 503 so WeChat retries");
+            return ResponseFuture::answered(plain_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down, retry later",
+            ));
+        }
+        let Ok(permit) = state.permits.clone().try_acquire_owned() else {
+            state.counters.refused_full.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                msg = %label,
+                "too many handlers in flight; answering 503 so WeChat retries"
+            );
+            return ResponseFuture::answered(plain_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many callbacks in flight, retry later",
+            ));
+        };
+        let hook = request.extensions().get::<BackgroundHook>().cloned();
+
+        // The clone is ready only if `poll_ready` said so of the original: swap them.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let handler = inner.call(request);
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let span = tracing::Span::current();
+        let work = task::run(
+            handler,
+            sender,
+            permit,
+            state.clone(),
+            hook.clone(),
+            label.clone(),
+        );
+        state.tracker.spawn(work.instrument(span));
+
+        match self.mode {
+            Mode::Deadline(deadline) => {
+                ResponseFuture::waiting(receiver, deadline, state.clone(), hook, label)
+            }
+            Mode::AlwaysAck => {
+                task::moved_to_background(state, hook.as_ref(), &label, false);
+                drop(receiver);
+                ResponseFuture::answered(crate::Reply::success().into())
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The background task that runs one handler, and what it reports.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use http::Response;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+
+use super::layer::State;
+use crate::background::{BackgroundHook, BackgroundOutcome};
+use crate::label::Label;
+
+/// What the handler ended with, sent to the waiting response future.
+pub(crate) type Finished<B, E> = Result<Response<B>, Failure<E>>;
+
+/// A handler that did not produce a response.
+pub(crate) enum Failure<E> {
+    Error(E),
+    Panicked,
+}
+
+/// Runs `handler` to its end, catching a panic, and hands the result to the response future
+/// if it still waits; otherwise the work ran in the background, and its end is logged and
+/// reported to `hook`.
+pub(crate) async fn run<F, B, E>(
+    handler: F,
+    sender: oneshot::Sender<Finished<B, E>>,
+    permit: OwnedSemaphorePermit,
+    state: Arc<State>,
+    hook: Option<BackgroundHook>,
+    label: Label,
+) where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: fmt::Display,
+{
+    let started = Instant::now();
+    let result = AssertUnwindSafe(handler).catch_unwind().await;
+    let elapsed = started.elapsed();
+    drop(permit);
+
+    let (outcome, finished) = match result {
+        Ok(Ok(response)) if response.status().is_server_error() => {
+            (BackgroundOutcome::Failed, Ok(response))
+        }
+        Ok(Ok(response)) => (BackgroundOutcome::Completed, Ok(response)),
+        Ok(Err(error)) => (BackgroundOutcome::Failed, Err(Failure::Error(error))),
+        Err(panic) => {
+            tracing::error!(
+                msg = %label,
+                panic = panic_message(panic.as_ref()),
+                "the WeChat handler panicked"
+            );
+            (BackgroundOutcome::Panicked, Err(Failure::Panicked))
+        }
+    };
+    state.count(outcome);
+
+    let Err(finished) = sender.send(finished) else {
+        return; // answered in time
+    };
+    let elapsed_ms = elapsed.as_millis() as u64;
+    match &finished {
+        Ok(response) if outcome == BackgroundOutcome::Completed => tracing::info!(
+            msg = %label,
+            elapsed_ms,
+            status = response.status().as_u16(),
+            "background handler finished (its reply was not sent: the callback was already acknowledged)"
+        ),
+        Ok(response) => tracing::error!(
+            msg = %label,
+            elapsed_ms,
+            status = response.status().as_u16(),
+            "background handler failed"
+        ),
+        Err(Failure::Error(error)) => tracing::error!(
+            msg = %label,
+            elapsed_ms,
+            %error,
+            "background handler failed"
+        ),
+        Err(Failure::Panicked) => {}
+    }
+    if let Some(hook) = hook {
+        hook.finished(outcome, elapsed);
+    }
+}
+
+/// Records that a callback was acknowledged before its handler finished.
+pub(crate) fn moved_to_background(
+    state: &State,
+    hook: Option<&BackgroundHook>,
+    label: &Label,
+    missed_deadline: bool,
+) {
+    state.counters.acked_early.fetch_add(1, Ordering::Relaxed);
+    if missed_deadline {
+        tracing::info!(
+            msg = %label,
+            "deadline passed: acknowledged with success, the handler continues in the background"
+        );
+    }
+    if let Some(hook) = hook {
+        hook.started();
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(message) = panic.downcast_ref::<&'static str>() {
+        message
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message
+    } else {
+        "non-string panic payload"
+    }
+}

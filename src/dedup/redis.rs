@@ -1,0 +1,206 @@
+//! [`RedisStore`]: a [`DedupStore`] in Redis, shared by several replicas.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script};
+
+use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waited};
+
+/// Default prefix of every key this store writes.
+const DEFAULT_PREFIX: &str = "tower-wechat:dedup:";
+/// A claim's value starts with this; a completed key's value is `D` + the response.
+const PENDING: u8 = b'P';
+const DONE: u8 = b'D';
+
+/// A [`DedupStore`] in Redis, so that replicas behind a load balancer process each callback
+/// once between them.
+///
+/// A claim is one atomic `SET key P<lease> NX PX <lease ms>`; completing and releasing are
+/// Lua scripts that act only if the key still holds the caller's lease, so an attempt whose
+/// claim expired cannot overwrite the attempt that took over. A waiting retry polls the key
+/// (every 20 ms at first, backing off to 200 ms).
+///
+/// The connection is made on first use and remade after failures
+/// ([`redis::aio::ConnectionManager`]), with a 1 s connect and response timeout. What
+/// happens to callbacks while Redis is unreachable is the layer's choice:
+/// [`DedupLayer::fail_closed`](super::DedupLayer::fail_closed).
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    complete: Script,
+    release: Script,
+}
+
+impl RedisStore {
+    /// A store on the server at `url` (`redis://host:port/db`). Must be called within a tokio
+    /// runtime; does not connect until first used, so an unreachable server is reported by
+    /// the first operation, not here.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        Self::new(client)
+    }
+
+    /// A store on `client`'s server (see [`open`](Self::open)).
+    pub fn new(client: redis::Client) -> Result<Self, StoreError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let connection = client
+            .get_connection_manager_lazy(config)
+            .map_err(unavailable)?;
+        Ok(Self {
+            connection,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            complete: Script::new(
+                r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+                    return 1
+                  end
+                  return 0",
+            ),
+            release: Script::new(
+                r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                    return redis.call('DEL', KEYS[1])
+                  end
+                  return 0",
+            ),
+        })
+    }
+
+    /// Prefixes every key with `prefix` instead of `tower-wechat:dedup:` (to keep several
+    /// deployments apart in one Redis).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        connection.get(key).await.map_err(unavailable)
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> StoreError {
+    // Redis errors name the command and the server's reply, never a value we sent.
+    StoreError::Unavailable(error.to_string())
+}
+
+fn pending_value(lease: LeaseId) -> Vec<u8> {
+    let mut value = vec![PENDING];
+    value.extend_from_slice(&lease.0.to_be_bytes());
+    value
+}
+
+/// What a stored value says: `None` while pending.
+fn read_value(value: &[u8]) -> Result<Option<StoredResponse>, StoreError> {
+    match value.split_first() {
+        Some((&PENDING, _)) => Ok(None),
+        Some((&DONE, response)) => StoredResponse::decode(response).map(Some),
+        _ => Err(StoreError::Corrupt),
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+impl DedupStore for RedisStore {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let key = self.key(key);
+        let id = LeaseId::random();
+        // A key that expires between the SET and the GET is tried once more.
+        for _ in 0..2 {
+            let options = redis::SetOptions::default()
+                .conditional_set(redis::ExistenceCheck::NX)
+                .with_expiration(redis::SetExpiry::PX(millis(lease)));
+            let mut connection = self.connection.clone();
+            let set: Option<String> = connection
+                .set_options(&key, pending_value(id), options)
+                .await
+                .map_err(unavailable)?;
+            if set.is_some() {
+                return Ok(Claim::Claimed(id));
+            }
+            if let Some(value) = self.get(&key).await? {
+                return Ok(match read_value(&value)? {
+                    None => Claim::InProgress,
+                    Some(response) => Claim::Done(response),
+                });
+            }
+        }
+        Ok(Claim::InProgress)
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        lease: LeaseId,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut value = vec![DONE];
+        value.extend_from_slice(&response.encode());
+        let mut connection = self.connection.clone();
+        let stored: i64 = self
+            .complete
+            .key(self.key(key))
+            .arg(pending_value(lease))
+            .arg(value)
+            .arg(millis(ttl))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(stored == 1)
+    }
+
+    async fn release(&self, key: &str, lease: LeaseId) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: i64 = self
+            .release
+            .key(self.key(key))
+            .arg(pending_value(lease))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn wait(&self, key: &str, timeout: Duration) -> Result<Waited, StoreError> {
+        let key = self.key(key);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.get(&key).await? {
+                None => return Ok(Waited::Released),
+                Some(value) => {
+                    if let Some(response) = read_value(&value)? {
+                        return Ok(Waited::Done(response));
+                    }
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Waited::StillInProgress);
+            }
+            tokio::time::sleep_until(deadline.min(now + pause)).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! [`Dedup`]: the middleware service.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::{Config, Counters};
+use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waited};
+use crate::Message;
+use crate::body::plain_text;
+use crate::label::Label;
+
+/// Largest response body stored for replay; a larger one is replayed as `success`.
+const MAX_STORED_BODY: usize = 64 * 1024;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Middleware that processes each callback once; see [`DedupLayer`](super::DedupLayer).
+pub struct Dedup<S, St> {
+    pub(crate) inner: S,
+    pub(crate) store: Arc<St>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl<S: Clone, St> Clone for Dedup<S, St> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            store: self.store.clone(),
+            config: self.config.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, St: fmt::Debug> fmt::Debug for Dedup<S, St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dedup")
+            .field("inner", &self.inner)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, St> Dedup<S, St> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, St, ReqBody, ResBody> Service<Request<ReqBody>> for Dedup<S, St>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    St: DedupStore,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The clone is ready only if `poll_ready` said so of the original: swap them.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let key = request
+            .extensions()
+            .get::<Message>()
+            .and_then(|message| (self.config.key)(message));
+        let attempt = Attempt {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            counters: self.counters.clone(),
+            label: Label::of(&request),
+        };
+        ResponseFuture::new(async move {
+            match key {
+                Some(key) => attempt.run(inner, request, key).await,
+                None => {
+                    Counters::bump(&attempt.counters.unkeyed);
+                    forward(inner, request).await.map(|(response, _)| response)
+                }
+            }
+        })
+    }
+}
+
+/// One delivery of a keyed callback.
+struct Attempt<St> {
+    store: Arc<St>,
+    config: Arc<Config>,
+    counters: Arc<Counters>,
+    label: Label,
+}
+
+/// What a delivery does after asking the store.
+enum Decision {
+    /// Run the inner service; with the lease to complete, or without dedup (store failed).
+    Run(Option<LeaseId>),
+    Answer(Response<Full<Bytes>>),
+}
+
+impl<St: DedupStore> Attempt<St> {
+    async fn run<S, ReqBody, ResBody>(
+        self,
+        inner: S,
+        request: Request<ReqBody>,
+        key: String,
+    ) -> Result<Response<Full<Bytes>>, S::Error>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+        ResBody: Body<Data = Bytes>,
+        ResBody::Error: Into<BoxError>,
+    {
+        let lease = match self.decide(&key).await {
+            Decision::Answer(response) => return Ok(response),
+            Decision::Run(lease) => lease,
+        };
+        let result = forward(inner, request).await;
+        let Some(lease) = lease else {
+            return result.map(|(response, _)| response);
+        };
+        match &result {
+            Ok((response, Some(stored))) if !response.status().is_server_error() => {
+                Counters::bump(&self.counters.processed);
+                match self
+                    .timed(self.store.complete(&key, lease, stored, self.config.ttl))
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        msg = %self.label,
+                        "dedup claim expired before the response was stored; raise the lease"
+                    ),
+                    Err(error) => self.store_failed(&error, "storing the response"),
+                }
+            }
+            _ => {
+                Counters::bump(&self.counters.released);
+                tracing::warn!(
+                    msg = %self.label,
+                    "the first attempt failed; releasing its dedup key so a retry runs again"
+                );
+                if let Err(error) = self.timed(self.store.release(&key, lease)).await {
+                    // The claim expires after its lease.
+                    self.store_failed(&error, "releasing the key");
+                }
+            }
+        }
+        result.map(|(response, _)| response)
+    }
+
+    async fn decide(&self, key: &str) -> Decision {
+        let deadline = Instant::now() + self.config.wait_timeout;
+        loop {
+            let claim = match self.timed(self.store.claim(key, self.config.lease)).await {
+                Ok(claim) => claim,
+                Err(error) => return self.on_store_failure(&error),
+            };
+            let stored = match claim {
+                Claim::Claimed(lease) => return Decision::Run(Some(lease)),
+                Claim::Done(stored) => {
+                    Counters::bump(&self.counters.replayed);
+                    tracing::info!(msg = %self.label, "repeat delivery: replaying the stored response");
+                    return Decision::Answer(stored.to_response());
+                }
+                Claim::InProgress => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let waited = tokio::time::timeout(
+                        remaining + self.config.store_timeout,
+                        self.store.wait(key, remaining),
+                    )
+                    .await
+                    .unwrap_or(Err(StoreError::Timeout));
+                    match waited {
+                        Ok(Waited::Done(stored)) => stored,
+                        Ok(Waited::Released) if Instant::now() < deadline => continue,
+                        Ok(Waited::Released | Waited::StillInProgress) => {
+                            Counters::bump(&self.counters.busy);
+                            tracing::warn!(
+                                msg = %self.label,
+                                "repeat delivery while the first is still running; answering 503"
+                            );
+                            return Decision::Answer(plain_text(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "this message is still being processed, retry later",
+                            ));
+                        }
+                        Err(error) => return self.on_store_failure(&error),
+                    }
+                }
+            };
+            Counters::bump(&self.counters.coalesced);
+            tracing::info!(msg = %self.label, "repeat delivery: answered with the first attempt's response");
+            return Decision::Answer(stored.to_response());
+        }
+    }
+
+    async fn timed<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        timeout(self.config.store_timeout, operation).await
+    }
+
+    fn on_store_failure(&self, error: &StoreError) -> Decision {
+        self.store_failed(error, "claiming the key");
+        if self.config.fail_closed {
+            Decision::Answer(plain_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "dedup store unavailable, retry later",
+            ))
+        } else {
+            Decision::Run(None)
+        }
+    }
+
+    fn store_failed(&self, error: &StoreError, doing: &str) {
+        Counters::bump(&self.counters.store_errors);
+        let then = match (doing, self.config.fail_closed) {
+            ("claiming the key", false) => "; processing without dedup (fail open)",
+            ("claiming the key", true) => "; answering 503 (fail closed)",
+            _ => "",
+        };
+        tracing::error!(msg = %self.label, %error, "dedup store failed while {doing}{then}");
+    }
+}
+
+async fn timeout<T>(
+    limit: Duration,
+    operation: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, operation)
+        .await
+        .unwrap_or(Err(StoreError::Timeout))
+}
+
+/// Calls the inner service and reads its response body; also returns what to store, unless
+/// the body failed.
+async fn forward<S, ReqBody, ResBody>(
+    mut inner: S,
+    request: Request<ReqBody>,
+) -> Result<(Response<Full<Bytes>>, Option<StoredResponse>), S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let response = inner.call(request).await?;
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let error: BoxError = error.into();
+            tracing::error!(%error, "the handler's response body failed; answering 500");
+            let response = plain_text(StatusCode::INTERNAL_SERVER_ERROR, "reply body failed");
+            return Ok((response, None));
+        }
+    };
+    let stored = StoredResponse {
+        status: parts.status,
+        content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+        body: body.clone(),
+    };
+    let stored = if body.len() <= MAX_STORED_BODY {
+        stored
+    } else {
+        tracing::warn!(
+            len = body.len(),
+            "reply too large to store; repeats get `success`"
+        );
+        StoredResponse {
+            body: Bytes::from_static(b"success"),
+            content_type: None,
+            ..stored
+        }
+    };
+    Ok((Response::from_parts(parts, Full::new(body)), Some(stored)))
+}

@@ -1,0 +1,216 @@
+//! The [`DedupStore`] trait: where DedupLayer remembers which callbacks it has seen.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+/// Where [`DedupLayer`](super::DedupLayer) keeps its keys: who is processing a callback, and
+/// the response of one that was processed.
+///
+/// Every operation is atomic with respect to the others on the same key, across every
+/// process that shares the store. [`MemoryStore`](super::MemoryStore) serves one process;
+/// `RedisStore` (feature `redis`) serves several replicas.
+pub trait DedupStore: Send + Sync + 'static {
+    /// Claims `key` for `lease` if nobody holds it; otherwise says who does. A claim that is
+    /// neither completed nor released within `lease` expires, so a crashed replica cannot
+    /// hold a message forever.
+    fn claim(
+        &self,
+        key: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    /// Stores `response` for `key`, which `lease` claimed, for `ttl`. Returns `false` (and
+    /// stores nothing) if the claim had expired and another attempt now holds the key.
+    fn complete(
+        &self,
+        key: &str,
+        lease: LeaseId,
+        response: &StoredResponse,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives up `lease`'s claim on `key` (the attempt failed) so a retry can run.
+    fn release(
+        &self,
+        key: &str,
+        lease: LeaseId,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Waits, up to `timeout`, for the attempt holding `key` to complete or give up.
+    fn wait(
+        &self,
+        key: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Waited, StoreError>> + Send;
+}
+
+/// The answer to [`DedupStore::claim`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller holds the key now and must complete or release it.
+    Claimed(LeaseId),
+    /// Another attempt is processing the callback.
+    InProgress,
+    /// The callback was processed; here is its response.
+    Done(StoredResponse),
+}
+
+/// The answer to [`DedupStore::wait`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// The other attempt completed with this response.
+    Done(StoredResponse),
+    /// The other attempt gave up (or its claim expired): the key is free.
+    Released,
+    /// The other attempt is still running after the timeout.
+    StillInProgress,
+}
+
+/// Identifies one claim, so only its holder completes or releases it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub u64);
+
+impl LeaseId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        Self(RandomState::new().hash_one(std::time::Instant::now()))
+    }
+}
+
+/// A processed callback's response as stored: status, content type and body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The status code.
+    pub status: StatusCode,
+    /// The `Content-Type`, if it had one.
+    pub content_type: Option<HeaderValue>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl StoredResponse {
+    /// The response to replay.
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body.clone()));
+        *response.status_mut() = self.status;
+        if let Some(content_type) = &self.content_type {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type.clone());
+        }
+        response
+    }
+
+    /// Serialises for a byte store: `status`, `\n`, content type, `\n`, body.
+    pub fn encode(&self) -> Vec<u8> {
+        let content_type = self
+            .content_type
+            .as_ref()
+            .map_or(&b""[..], |v| v.as_bytes());
+        let mut out = Vec::with_capacity(5 + content_type.len() + self.body.len());
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(content_type);
+        out.push(b'\n');
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt;
+        let (status, rest) = split_line(bytes).ok_or_else(corrupt)?;
+        let (content_type, body) = split_line(rest).ok_or_else(corrupt)?;
+        Ok(Self {
+            status: StatusCode::from_bytes(status).map_err(|_| corrupt())?,
+            content_type: match content_type {
+                [] => None,
+                value => Some(HeaderValue::from_bytes(value).map_err(|_| corrupt())?),
+            },
+            body: Bytes::copy_from_slice(body),
+        })
+    }
+}
+
+fn split_line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == b'\n')?;
+    Some((&bytes[..at], &bytes[at + 1..]))
+}
+
+impl fmt::Debug for StoredResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body is a reply to a user: its length, not its words.
+        f.debug_struct("StoredResponse")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// A store operation that failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store did not answer in time.
+    Timeout,
+    /// The store could not be reached or refused the command.
+    Unavailable(String),
+    /// A stored value could not be read back.
+    Corrupt,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("dedup store timed out"),
+            Self::Unavailable(reason) => write!(f, "dedup store unavailable: {reason}"),
+            Self::Corrupt => f.write_str("dedup store holds an unreadable value"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_response_round_trips() {
+        let stored = StoredResponse {
+            status: StatusCode::OK,
+            content_type: Some(HeaderValue::from_static("application/xml; charset=utf-8")),
+            body: Bytes::from_static(b"<xml>\n<a>1</a>\n</xml>"),
+        };
+        assert_eq!(StoredResponse::decode(&stored.encode()).unwrap(), stored);
+        let bare = StoredResponse {
+            status: StatusCode::NO_CONTENT,
+            content_type: None,
+            body: Bytes::new(),
+        };
+        assert_eq!(StoredResponse::decode(&bare.encode()).unwrap(), bare);
+    }
+
+    #[test]
+    fn corrupt_values_are_errors() {
+        for bad in [
+            &b""[..],
+            b"200",
+            b"2000\n\n",
+            b"abc\n\nbody",
+            b"200\n\x01\nbody",
+        ] {
+            assert!(
+                matches!(StoredResponse::decode(bad), Err(StoreError::Corrupt)),
+                "{bad:?}"
+            );
+        }
+    }
+}
