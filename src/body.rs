@@ -14,12 +14,14 @@ use pin_project::pin_project;
 /// Response body of this crate's layers: the inner service's body, or a short body the layer
 /// wrote itself (a handshake answer, a rejection, an ack, a replayed reply).
 #[pin_project]
+#[derive(Debug)]
 pub struct ResponseBody<B> {
     #[pin]
     inner: Inner<B>,
 }
 
 #[pin_project(project = InnerProj)]
+#[derive(Debug)]
 enum Inner<B> {
     Own(#[pin] Full<Bytes>),
     Service(#[pin] B),
