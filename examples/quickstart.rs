@@ -24,7 +24,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::post;
+use tower::ServiceBuilder;
+use tower_wechat::ack::FastAckLayer;
 use tower_wechat::crypto::EncodingAesKey;
+use tower_wechat::dedup::DedupLayer;
 use tower_wechat::signature::Signature;
 use tower_wechat::verify::SafeMode;
 use tower_wechat::{Event, Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
@@ -54,9 +57,20 @@ pub async fn reply(message: Message) -> Reply {
     message.reply(ReplyContent::text(content))
 }
 
-/// The quick start's router: `/wechat` behind [`VerifyLayer`].
+/// The quick start's router: `/wechat` behind [`VerifyLayer`], [`DedupLayer`] (WeChat's
+/// retries answered once) and a default [`FastAckLayer`] (answers within 4 s).
 pub fn app(verify: VerifyLayer) -> Router {
-    Router::new().route("/wechat", post(reply)).layer(verify)
+    app_with(verify, FastAckLayer::new())
+}
+
+/// [`app`] with the given [`FastAckLayer`], whose handle drains background work at shutdown.
+pub fn app_with(verify: VerifyLayer, fast_ack: FastAckLayer) -> Router {
+    Router::new().route("/wechat", post(reply)).layer(
+        ServiceBuilder::new()
+            .layer(verify)
+            .layer(DedupLayer::new())
+            .layer(fast_ack),
+    )
 }
 
 /// The layer as the environment configures it.
@@ -119,17 +133,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_how_to_try(listener.local_addr()?);
 
-    axum::serve(listener, app(verify))
+    let fast_ack = FastAckLayer::new();
+    let background = fast_ack.handle();
+    axum::serve(listener, app_with(verify, fast_ack))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    // No new callbacks now; let handlers still running in the background finish.
+    background.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 
 /// Prints signed curl lines for the handshake and a text message, each with its own nonce
 /// (a timestamp + nonce pair is accepted for one request only).
-fn print_how_to_try(addr: SocketAddr) {
+pub fn print_how_to_try(addr: SocketAddr) {
     let token_text = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
     let Ok(token) = Token::new(token_text) else {
         return;

@@ -161,3 +161,14 @@ async fn concurrent_callbacks_are_all_answered() {
         assert!(answer.body.contains(&format!("You said: m{i}")));
     }
 }
+
+#[tokio::test]
+async fn retries_are_answered_with_the_first_reply_and_processed_once() {
+    let wechat = start(layer()).await;
+    let delivery = wechat.delivery(&text_message("hi", 31));
+    let first = wechat.send_delivery(&delivery).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert!(first.body.contains("You said: hi"));
+    let retry = wechat.send_delivery(&delivery).await;
+    assert_eq!(retry.body, first.body);
+}

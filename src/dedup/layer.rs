@@ -39,7 +39,6 @@ type KeyFn = dyn Fn(&Message) -> Option<String> + Send + Sync;
 /// error is logged — a retry might then run twice, but no message is lost. With
 /// [`fail_closed`](Self::fail_closed) it is answered `503` instead, so WeChat retries later
 /// (after its third try the message is lost).
-#[derive(Clone)]
 pub struct DedupLayer<St = MemoryStore> {
     pub(crate) store: Arc<St>,
     pub(crate) config: Arc<Config>,
@@ -130,6 +129,16 @@ impl<St> DedupLayer<St> {
     /// The counters of this layer's services.
     pub fn handle(&self) -> DedupHandle {
         DedupHandle {
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<St> Clone for DedupLayer<St> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            config: self.config.clone(),
             counters: self.counters.clone(),
         }
     }

@@ -37,6 +37,13 @@ pub struct Answer {
     pub body: String,
 }
 
+/// One signed POST, kept to be sent again as a retry.
+#[derive(Clone)]
+pub struct Delivery {
+    path_and_query: String,
+    body: Bytes,
+}
+
 pub struct WeChat {
     addr: SocketAddr,
     token: Token,
@@ -98,6 +105,25 @@ impl WeChat {
         let query = format!("{}&openid=oUser1234", self.signed_query());
         self.send(Method::POST, &format!("/wechat?{query}"), xml.to_owned())
             .await
+    }
+
+    /// A delivery of `xml` as WeChat would make it; its retries repeat it byte for byte
+    /// (same signed query, same body).
+    pub fn delivery(&self, xml: &str) -> Delivery {
+        Delivery {
+            path_and_query: format!("/wechat?{}&openid=oUser1234", self.signed_query()),
+            body: Bytes::from(xml.to_owned()),
+        }
+    }
+
+    /// Sends (or resends) `delivery`.
+    pub async fn send_delivery(&self, delivery: &Delivery) -> Answer {
+        self.send(
+            Method::POST,
+            &delivery.path_and_query,
+            delivery.body.clone(),
+        )
+        .await
     }
 
     /// The GET handshake WeChat does when the URL is saved in the console.
