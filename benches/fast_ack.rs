@@ -57,6 +57,8 @@ fn layers(c: &mut Criterion) {
     });
     let fast_ack = FastAckLayer::new().layer(handler);
     let dedup = DedupLayer::new().layer(handler);
+    let dedup_small = DedupLayer::with_store(tower_wechat::dedup::MemoryStore::with_capacity(1024))
+        .layer(handler);
     let both = DedupLayer::new().layer(FastAckLayer::new().layer(handler));
 
     let mut group = c.benchmark_group("fast_ack");
@@ -78,6 +80,13 @@ fn layers(c: &mut Criterion) {
         b.to_async(&runtime).iter_batched(
             || delivery(&template, &next),
             |request| run(dedup.clone(), request),
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("dedup_layer_memory_1k", |b| {
+        b.to_async(&runtime).iter_batched(
+            || delivery(&template, &next),
+            |request| run(dedup_small.clone(), request),
             BatchSize::SmallInput,
         )
     });

@@ -21,7 +21,10 @@ const TOKEN: &str = "redisdedup1";
 
 /// A key prefix no other run uses, so reruns against one Redis start clean.
 fn unique_prefix() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("tower-wechat-test:{nanos}:")
 }
 
@@ -58,7 +61,10 @@ async fn two_replicas_sharing_redis_process_a_message_once() {
     assert_eq!(first.status, StatusCode::OK);
     assert_eq!(retry.status, StatusCode::OK);
     assert!(first.body.contains("shared"), "{}", first.body);
-    assert_eq!(retry.body, first.body, "B answered with A's reply (or the reverse)");
+    assert_eq!(
+        retry.body, first.body,
+        "B answered with A's reply (or the reverse)"
+    );
 
     // Sequential: later retries on either replica replay the stored reply.
     for wechat in [&a, &b, &a] {
@@ -93,8 +99,14 @@ async fn a_slow_first_attempt_on_one_replica_holds_retries_on_the_other() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         b.send_delivery(&delivery).await
     });
-    assert_eq!((first.status, first.body.as_str()), (StatusCode::OK, "success"));
-    assert_eq!((retry.status, retry.body.as_str()), (StatusCode::OK, "success"));
+    assert_eq!(
+        (first.status, first.body.as_str()),
+        (StatusCode::OK, "success")
+    );
+    assert_eq!(
+        (retry.status, retry.body.as_str()),
+        (StatusCode::OK, "success")
+    );
     assert_eq!(demo_b.dedup.stats().coalesced, 1);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(processed(&[&demo_a, &demo_b], "4343"), 1);
@@ -126,7 +138,12 @@ async fn redis_store_claims_atomically_and_only_the_holder_completes() {
     let holder = winners[0];
 
     let stranger = tower_wechat::dedup::LeaseId(holder.0 ^ 1);
-    assert!(!store.complete("k", stranger, &stored("x"), lease).await.unwrap());
+    assert!(
+        !store
+            .complete("k", stranger, &stored("x"), lease)
+            .await
+            .unwrap()
+    );
     store.release("k", stranger).await.unwrap();
     assert_eq!(store.claim("k", lease).await.unwrap(), Claim::InProgress);
 
@@ -136,19 +153,35 @@ async fn redis_store_claims_atomically_and_only_the_holder_completes() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let reply = "<xml>\n<Content><![CDATA[多行\n回复]]></Content></xml>";
-    assert!(store.complete("k", holder, &stored(reply), Duration::from_secs(60)).await.unwrap());
+    assert!(
+        store
+            .complete("k", holder, &stored(reply), Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
     assert_eq!(waiter.await.unwrap().unwrap(), Waited::Done(stored(reply)));
-    assert_eq!(store.claim("k", lease).await.unwrap(), Claim::Done(stored(reply)));
+    assert_eq!(
+        store.claim("k", lease).await.unwrap(),
+        Claim::Done(stored(reply))
+    );
 
     // A released key is free again; an expired claim too.
-    let Claim::Claimed(id) = store.claim("j", lease).await.unwrap() else { panic!() };
+    let Claim::Claimed(id) = store.claim("j", lease).await.unwrap() else {
+        panic!()
+    };
     store.release("j", id).await.unwrap();
-    assert_eq!(store.wait("j", Duration::from_secs(1)).await.unwrap(), Waited::Released);
+    assert_eq!(
+        store.wait("j", Duration::from_secs(1)).await.unwrap(),
+        Waited::Released
+    );
     let Claim::Claimed(_) = store.claim("e", Duration::from_millis(50)).await.unwrap() else {
         panic!()
     };
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert!(matches!(store.claim("e", lease).await.unwrap(), Claim::Claimed(_)));
+    assert!(matches!(
+        store.claim("e", lease).await.unwrap(),
+        Claim::Claimed(_)
+    ));
 }
 
 /// Nothing listens on port 1 of loopback.

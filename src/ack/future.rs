@@ -1,8 +1,8 @@
 //! [`ResponseFuture`] of [`FastAck`](super::FastAck).
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -12,90 +12,120 @@ use http_body_util::Full;
 use pin_project::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
+use tracing::Instrument;
 
-use super::layer::State;
-use super::task::{self, Failure, Finished};
-use crate::background::BackgroundHook;
+use super::task::{self, Failure, Finished, Work};
 use crate::body::{ResponseBody, plain_text};
-use crate::label::Label;
 
 /// Response future of [`FastAck`](super::FastAck): the handler's response if it arrives
 /// before the deadline, else `success`.
+///
+/// The handler is polled here first: one that answers at once (most do) costs no task. One
+/// that is not ready moves to a tracked tokio task, and this future waits for it up to the
+/// deadline.
 #[pin_project]
-pub struct ResponseFuture<B, E> {
+pub struct ResponseFuture<F, B, E> {
     #[pin]
-    kind: Kind<B, E>,
+    kind: Kind<F, B, E>,
 }
 
 #[pin_project(project = KindProj)]
-enum Kind<B, E> {
+enum Kind<F, B, E> {
     Answered(Option<Response<Full<Bytes>>>),
+    Starting {
+        work: Option<Work<F>>,
+        deadline: Duration,
+    },
     Waiting {
         receiver: oneshot::Receiver<Finished<B, E>>,
         #[pin]
         deadline: Sleep,
-        state: Arc<State>,
-        hook: Option<BackgroundHook>,
-        label: Label,
+        work: WaitingFor,
     },
 }
 
-impl<B, E> ResponseFuture<B, E> {
+/// What the waiting future needs to report a move to the background.
+struct WaitingFor {
+    state: std::sync::Arc<super::layer::State>,
+    hook: Option<crate::background::BackgroundHook>,
+    label: crate::label::Label,
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
     pub(crate) fn answered(response: Response<Full<Bytes>>) -> Self {
         Self {
             kind: Kind::Answered(Some(response)),
         }
     }
 
-    pub(crate) fn waiting(
-        receiver: oneshot::Receiver<Finished<B, E>>,
-        deadline: Duration,
-        state: Arc<State>,
-        hook: Option<BackgroundHook>,
-        label: Label,
-    ) -> Self {
+    pub(crate) fn starting(work: Work<F>, deadline: Duration) -> Self {
         Self {
-            kind: Kind::Waiting {
-                receiver,
-                deadline: tokio::time::sleep(deadline),
-                state,
-                hook,
-                label,
+            kind: Kind::Starting {
+                work: Some(work),
+                deadline,
             },
         }
     }
 }
 
-impl<B, E> Future for ResponseFuture<B, E> {
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
     type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Answered(response) => {
-                let response = response.take().expect("polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::own)))
-            }
-            KindProj::Waiting {
-                receiver,
-                deadline,
-                state,
-                hook,
-                label,
-            } => {
-                if let Poll::Ready(finished) = Pin::new(&mut *receiver).poll(cx) {
-                    return Poll::Ready(answer(finished.ok()));
+        let mut this = self.project();
+        loop {
+            match this.kind.as_mut().project() {
+                KindProj::Answered(response) => {
+                    let response = response.take().expect("polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::own)));
                 }
-                ready!(deadline.poll(cx));
-                // The handler may have finished just now: close the channel, then look once
-                // more, so its response is either taken here or reported by the task.
-                receiver.close();
-                if let Ok(finished) = receiver.try_recv() {
-                    return Poll::Ready(answer(Some(finished)));
+                KindProj::Starting { work, deadline } => {
+                    let slot = work.as_mut().expect("polled after completion");
+                    if let Poll::Ready((_, finished)) = slot.poll_handler(cx) {
+                        *work = None;
+                        return Poll::Ready(answer(Some(finished)));
+                    }
+                    // Not ready: finish it in a tracked task, in the current span.
+                    let work = work.take().expect("checked above");
+                    let waiting = WaitingFor {
+                        state: work.state.clone(),
+                        hook: work.hook.clone(),
+                        label: work.label.clone(),
+                    };
+                    let until = work.started + *deadline;
+                    let (sender, receiver) = oneshot::channel();
+                    let task = task::run(work, sender).instrument(tracing::Span::current());
+                    waiting.state.tracker.spawn(task);
+                    this.kind.set(Kind::Waiting {
+                        receiver,
+                        deadline: tokio::time::sleep_until(until),
+                        work: waiting,
+                    });
                 }
-                task::moved_to_background(state, hook.as_ref(), label, true);
-                Poll::Ready(Ok(
-                    Response::<Full<Bytes>>::from(crate::Reply::success()).map(ResponseBody::own)
-                ))
+                KindProj::Waiting {
+                    receiver,
+                    deadline,
+                    work,
+                } => {
+                    if let Poll::Ready(finished) = Pin::new(&mut *receiver).poll(cx) {
+                        return Poll::Ready(answer(finished.ok()));
+                    }
+                    ready!(deadline.poll(cx));
+                    // The handler may have finished just now: close the channel, then look
+                    // once more, so its response is either taken here or reported by the task.
+                    receiver.close();
+                    if let Ok(finished) = receiver.try_recv() {
+                        return Poll::Ready(answer(Some(finished)));
+                    }
+                    task::moved_to_background(&work.state, work.hook.as_ref(), &work.label, true);
+                    let success = Response::<Full<Bytes>>::from(crate::Reply::success());
+                    return Poll::Ready(Ok(success.map(ResponseBody::own)));
+                }
             }
         }
     }

@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
+use tokio::time::Instant;
 use tower_service::Service;
 use tracing::Instrument;
 
 use super::future::ResponseFuture;
 use super::layer::{Mode, State};
-use super::task;
+use super::task::{self, Work};
 use crate::background::BackgroundHook;
 use crate::body::{ResponseBody, plain_text};
 use crate::label::Label;
@@ -51,7 +52,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -87,27 +88,21 @@ where
         // The clone is ready only if `poll_ready` said so of the original: swap them.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let handler = inner.call(request);
-
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let span = tracing::Span::current();
-        let work = task::run(
-            handler,
-            sender,
+        let work = Work {
+            handler: Box::pin(inner.call(request)),
             permit,
-            state.clone(),
-            hook.clone(),
-            label.clone(),
-        );
-        state.tracker.spawn(work.instrument(span));
-
+            state: state.clone(),
+            hook,
+            label,
+            started: Instant::now(),
+        };
         match self.mode {
-            Mode::Deadline(deadline) => {
-                ResponseFuture::waiting(receiver, deadline, state.clone(), hook, label)
-            }
+            Mode::Deadline(deadline) => ResponseFuture::starting(work, deadline),
             Mode::AlwaysAck => {
-                task::moved_to_background(state, hook.as_ref(), &label, false);
-                drop(receiver);
+                task::moved_to_background(state, work.hook.as_ref(), &work.label, false);
+                let (sender, _) = tokio::sync::oneshot::channel();
+                let task = task::run(work, sender).instrument(tracing::Span::current());
+                state.tracker.spawn(task);
                 ResponseFuture::answered(crate::Reply::success().into())
             }
         }

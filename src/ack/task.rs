@@ -4,13 +4,14 @@ use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::time::Instant;
+use std::task::{Context, Poll};
 
-use futures_util::FutureExt;
 use http::Response;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::Instant;
 
 use super::layer::State;
 use crate::background::{BackgroundHook, BackgroundOutcome};
@@ -25,42 +26,66 @@ pub(crate) enum Failure<E> {
     Panicked,
 }
 
-/// Runs `handler` to its end, catching a panic, and hands the result to the response future
-/// if it still waits; otherwise the work ran in the background, and its end is logged and
-/// reported to `hook`.
-pub(crate) async fn run<F, B, E>(
-    handler: F,
-    sender: oneshot::Sender<Finished<B, E>>,
-    permit: OwnedSemaphorePermit,
-    state: Arc<State>,
-    hook: Option<BackgroundHook>,
-    label: Label,
-) where
+/// A handler call in progress, with what its end must be reported to.
+pub(crate) struct Work<F> {
+    pub(crate) handler: Pin<Box<F>>,
+    pub(crate) permit: OwnedSemaphorePermit,
+    pub(crate) state: Arc<State>,
+    pub(crate) hook: Option<BackgroundHook>,
+    pub(crate) label: Label,
+    pub(crate) started: Instant,
+}
+
+impl<F, B, E> Work<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    /// Polls the handler once, catching a panic; on its end counts the outcome and frees
+    /// the slot.
+    pub(crate) fn poll_handler(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<(BackgroundOutcome, Finished<B, E>)> {
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| self.handler.as_mut().poll(cx)));
+        let (outcome, finished) = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(response))) if response.status().is_server_error() => {
+                (BackgroundOutcome::Failed, Ok(response))
+            }
+            Ok(Poll::Ready(Ok(response))) => (BackgroundOutcome::Completed, Ok(response)),
+            Ok(Poll::Ready(Err(error))) => (BackgroundOutcome::Failed, Err(Failure::Error(error))),
+            Err(panic) => {
+                tracing::error!(
+                    msg = %self.label,
+                    panic = panic_message(panic.as_ref()),
+                    "the WeChat handler panicked"
+                );
+                (BackgroundOutcome::Panicked, Err(Failure::Panicked))
+            }
+        };
+        self.state.count(outcome);
+        Poll::Ready((outcome, finished))
+    }
+}
+
+/// Runs `work` to its end in a task, and hands the result to the response future if it
+/// still waits; otherwise the work ran in the background, and its end is logged and
+/// reported to the hook.
+pub(crate) async fn run<F, B, E>(mut work: Work<F>, sender: oneshot::Sender<Finished<B, E>>)
+where
     F: Future<Output = Result<Response<B>, E>>,
     E: fmt::Display,
 {
-    let started = Instant::now();
-    let result = AssertUnwindSafe(handler).catch_unwind().await;
-    let elapsed = started.elapsed();
+    let (outcome, finished) = std::future::poll_fn(|cx| work.poll_handler(cx)).await;
+    let Work {
+        permit,
+        hook,
+        label,
+        started,
+        ..
+    } = work;
     drop(permit);
-
-    let (outcome, finished) = match result {
-        Ok(Ok(response)) if response.status().is_server_error() => {
-            (BackgroundOutcome::Failed, Ok(response))
-        }
-        Ok(Ok(response)) => (BackgroundOutcome::Completed, Ok(response)),
-        Ok(Err(error)) => (BackgroundOutcome::Failed, Err(Failure::Error(error))),
-        Err(panic) => {
-            tracing::error!(
-                msg = %label,
-                panic = panic_message(panic.as_ref()),
-                "the WeChat handler panicked"
-            );
-            (BackgroundOutcome::Panicked, Err(Failure::Panicked))
-        }
-    };
-    state.count(outcome);
-
+    let elapsed = started.elapsed();
     let Err(finished) = sender.send(finished) else {
         return; // answered in time
     };

@@ -356,3 +356,38 @@ async fn shutdown_reports_handlers_that_outlive_the_grace_period() {
         }
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_answers_at_once_is_not_spawned_and_still_counted() {
+    let layer = FastAckLayer::new();
+    let handle = layer.handle();
+    let mut service = layer.layer(service_fn(|request: Request<Full<Bytes>>| async move {
+        if request.uri().path() == "/panic" {
+            panic!("synchronous bug");
+        }
+        Ok::<_, Infallible>(Response::new(Full::from("at once")))
+    }));
+    let response = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request())
+        .await
+        .unwrap();
+    assert_eq!(body(response).await, "at once");
+    let panicked = service
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::get("/panic").body(Full::default()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.completed, stats.panicked, stats.in_flight),
+        (1, 1, 0)
+    );
+    // The slot of each went back.
+    assert_eq!(handle.stats().refused_full, 0);
+}

@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: a bounded, expiring in-process [`DedupStore`].
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -22,6 +22,10 @@ const DEFAULT_CAPACITY: usize = 100_000;
 /// as new ones arrive, and when the bound is reached the oldest key is forgotten (a warning
 /// is logged once), so memory never grows without limit. Waiting retries are woken as soon
 /// as the first attempt completes.
+///
+/// Keys are found by a keyed 64-bit hash and then compared in full; two keys with the same
+/// hash never share an entry (the newer one replaces the older, which at worst lets a retry
+/// of the older run again — never a message taken for another).
 #[derive(Clone)]
 pub struct MemoryStore {
     inner: Arc<Inner>,
@@ -37,29 +41,45 @@ struct Inner {
 
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<Box<str>, Entry>,
-    /// Keys in the order they were written, with the expiry written; an item whose expiry
+    entries: HashMap<u64, Entry, BuildHasherDefault<PassThrough>>,
+    /// Hashes in the order they were written, with the expiry written; an item whose expiry
     /// no longer matches its entry is stale and skipped.
-    order: VecDeque<(Instant, Box<str>)>,
+    order: VecDeque<(Instant, u64)>,
 }
 
-enum Entry {
+struct Entry {
+    key: Box<str>,
+    expires: Instant,
+    state: State,
+}
+
+enum State {
     Pending {
         lease: LeaseId,
-        expires: Instant,
-        notify: Arc<Notify>,
+        /// Made by the first waiter.
+        waiters: Option<Arc<Notify>>,
     },
-    Done {
-        response: StoredResponse,
-        expires: Instant,
-    },
+    Done(StoredResponse),
 }
 
-impl Entry {
-    fn expires(&self) -> Instant {
-        match self {
-            Self::Pending { expires, .. } | Self::Done { expires, .. } => *expires,
+impl State {
+    fn wake_waiters(&self) {
+        if let Self::Pending {
+            waiters: Some(waiters),
+            ..
+        } = self
+        {
+            waiters.notify_waiters();
         }
+    }
+}
+
+impl Shard {
+    /// The live entry for `key`, if any.
+    fn live(&mut self, hash: u64, key: &str, now: Instant) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(&hash)
+            .filter(|entry| &*entry.key == key && entry.expires > now)
     }
 }
 
@@ -97,23 +117,28 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn shard(&self, key: &str) -> MutexGuard<'_, Shard> {
-        let index = self.inner.hasher.hash_one(key) as usize % SHARDS;
-        lock(&self.inner.shards[index])
+    /// The key's hash and its shard, locked.
+    fn shard(&self, key: &str) -> (u64, MutexGuard<'_, Shard>) {
+        let hash = self.inner.hasher.hash_one(key);
+        // Bits the map does not use for its buckets (low) or tags (top 7).
+        let index = (hash >> 32) as usize % SHARDS;
+        (hash, lock(&self.inner.shards[index]))
     }
 
-    fn insert(&self, shard: &mut Shard, key: &str, entry: Entry, now: Instant) {
-        shard.order.push_back((entry.expires(), key.into()));
-        shard.entries.insert(key.into(), entry);
+    fn insert(&self, shard: &mut Shard, hash: u64, entry: Entry, now: Instant) {
+        shard.order.push_back((entry.expires, hash));
+        if let Some(replaced) = shard.entries.insert(hash, entry) {
+            replaced.state.wake_waiters();
+        }
         self.trim(shard, now);
     }
 
     /// Drops expired keys from the front of the order, and the oldest keys past the bound.
     fn trim(&self, shard: &mut Shard, now: Instant) {
         let bound = self.inner.per_shard;
-        while let Some((expires, key)) = shard.order.front() {
-            let live = match shard.entries.get(key) {
-                Some(entry) if entry.expires() == *expires => entry.expires() > now,
+        while let Some(&(expires, hash)) = shard.order.front() {
+            let live = match shard.entries.get(&hash) {
+                Some(entry) if entry.expires == expires => expires > now,
                 _ => {
                     shard.order.pop_front(); // stale
                     continue;
@@ -129,9 +154,9 @@ impl MemoryStore {
                     "dedup memory store is full: forgetting the oldest keys (raise its capacity)"
                 );
             }
-            let (_, key) = shard.order.pop_front().expect("front exists");
-            if let Some(Entry::Pending { notify, .. }) = shard.entries.remove(&key) {
-                notify.notify_waiters();
+            shard.order.pop_front();
+            if let Some(entry) = shard.entries.remove(&hash) {
+                entry.state.wake_waiters();
             }
         }
     }
@@ -158,26 +183,46 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The map's keys are already keyed hashes: use them as they are.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
 impl DedupStore for MemoryStore {
     async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = Instant::now();
-        let mut shard = self.shard(key);
-        match shard.entries.get(key) {
-            Some(entry) if entry.expires() > now => {
-                return Ok(match entry {
-                    Entry::Pending { .. } => Claim::InProgress,
-                    Entry::Done { response, .. } => Claim::Done(response.clone()),
-                });
-            }
-            _ => {}
+        let (hash, mut shard) = self.shard(key);
+        if let Some(entry) = shard.live(hash, key, now) {
+            return Ok(match &entry.state {
+                State::Pending { .. } => Claim::InProgress,
+                State::Done(response) => Claim::Done(response.clone()),
+            });
         }
         let id = LeaseId(self.inner.next_lease.fetch_add(1, Ordering::Relaxed));
-        let entry = Entry::Pending {
-            lease: id,
+        let entry = Entry {
+            key: key.into(),
             expires: now + lease,
-            notify: Arc::new(Notify::new()),
+            state: State::Pending {
+                lease: id,
+                waiters: None,
+            },
         };
-        self.insert(&mut shard, key, entry, now);
+        self.insert(&mut shard, hash, entry, now);
         Ok(Claim::Claimed(id))
     }
 
@@ -189,31 +234,28 @@ impl DedupStore for MemoryStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let now = Instant::now();
-        let mut shard = self.shard(key);
-        let notify = match shard.entries.get(key) {
-            Some(Entry::Pending {
-                lease: holder,
-                notify,
-                ..
-            }) if *holder == lease => notify.clone(),
-            _ => return Ok(false),
+        let (hash, mut shard) = self.shard(key);
+        let Some(entry) = shard.live(hash, key, now) else {
+            return Ok(false);
         };
-        let entry = Entry::Done {
-            response: response.clone(),
-            expires: now + ttl,
-        };
-        self.insert(&mut shard, key, entry, now);
-        notify.notify_waiters();
+        if !matches!(entry.state, State::Pending { lease: holder, .. } if holder == lease) {
+            return Ok(false);
+        }
+        entry.expires = now + ttl;
+        std::mem::replace(&mut entry.state, State::Done(response.clone())).wake_waiters();
+        shard.order.push_back((now + ttl, hash));
+        self.trim(&mut shard, now);
         Ok(true)
     }
 
     async fn release(&self, key: &str, lease: LeaseId) -> Result<(), StoreError> {
-        let mut shard = self.shard(key);
-        if let Some(Entry::Pending { lease: holder, .. }) = shard.entries.get(key)
-            && *holder == lease
-            && let Some(Entry::Pending { notify, .. }) = shard.entries.remove(key)
-        {
-            notify.notify_waiters();
+        let now = Instant::now();
+        let (hash, mut shard) = self.shard(key);
+        let holds = shard.live(hash, key, now).is_some_and(
+            |entry| matches!(entry.state, State::Pending { lease: holder, .. } if holder == lease),
+        );
+        if holds && let Some(entry) = shard.entries.remove(&hash) {
+            entry.state.wake_waiters();
         }
         Ok(())
     }
@@ -223,20 +265,18 @@ impl DedupStore for MemoryStore {
         loop {
             let now = Instant::now();
             let (notified, expires) = {
-                let shard = self.shard(key);
-                match shard.entries.get(key) {
-                    Some(entry) if entry.expires() <= now => return Ok(Waited::Released),
-                    None => return Ok(Waited::Released),
-                    Some(Entry::Done { response, .. }) => {
-                        return Ok(Waited::Done(response.clone()));
-                    }
-                    Some(Entry::Pending {
-                        notify, expires, ..
-                    }) => {
+                let (hash, mut shard) = self.shard(key);
+                let Some(entry) = shard.live(hash, key, now) else {
+                    return Ok(Waited::Released);
+                };
+                match &mut entry.state {
+                    State::Done(response) => return Ok(Waited::Done(response.clone())),
+                    State::Pending { waiters, .. } => {
+                        let waiters = waiters.get_or_insert_with(Arc::default);
                         // Registered before the lock is let go, so no wake-up is missed.
-                        let mut notified = Box::pin(notify.clone().notified_owned());
+                        let mut notified = Box::pin(waiters.clone().notified_owned());
                         notified.as_mut().enable();
-                        (notified, *expires)
+                        (notified, entry.expires)
                     }
                 }
             };
