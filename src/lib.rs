@@ -5,6 +5,9 @@
 //! URL safe and typed with one `.layer(...)`: [`VerifyLayer`] answers the GET handshake,
 //! checks every POST's signature against your token, refuses replays and oversized bodies,
 //! and parses the XML once into a [`Message`]; the handler answers with a typed [`Reply`].
+//! [`ack::FastAckLayer`] answers every callback inside WeChat's deadline while slow handlers
+//! finish in the background, and [`dedup::DedupLayer`] makes WeChat's retries run the handler
+//! once (feature `tokio`, on by default).
 //!
 //! # Quick start (axum)
 //!
@@ -102,6 +105,16 @@
 //!   request can cause.
 //! - **`openid`.** The query is not signed; a callback whose `openid` is not the message's
 //!   `FromUserName` is refused (403).
+//! - **Layer order**, outermost first: `VerifyLayer → DedupLayer → FastAckLayer → handler`
+//!   (a timing layer goes outermost). Dedup needs the [`Message`] that `VerifyLayer` puts in
+//!   the extensions; putting it outside FastAck lets retries be answered without a slot.
+//! - **Fast ack.** Deadline 4 s by default; a late handler's callback is answered `success`
+//!   and its reply dropped. A full bound (1024 handlers) answers 503, never `success`. See
+//!   [`ack`].
+//! - **Dedup.** Keyed by account + `MsgId` (events: sender + `CreateTime` + event); replies kept
+//!   5 minutes; a failed first attempt (error or 5xx) frees the key for the retry. With an
+//!   unreachable store the layer fails open (processes without dedup) unless
+//!   [`dedup::DedupLayer::fail_closed`]. See [`dedup`].
 //!
 //! # Feature flags
 //!
@@ -109,6 +122,8 @@
 //! |---|---|---|
 //! | `axum` | yes | [`Message`] and [`CallbackQuery`] extractors, `IntoResponse` for [`Reply`] |
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
+//! | `tokio` | yes | [`ack::FastAckLayer`], [`dedup::DedupLayer`] and its in-memory store |
+//! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -136,6 +151,11 @@ pub mod verify;
 pub use message::{Event, Message, MessageKind, Reply, ReplyContent};
 pub use signature::Token;
 pub use verify::{CallbackQuery, Verify, VerifyLayer};
+
+#[cfg(feature = "tokio")]
+pub use ack::FastAckLayer;
+#[cfg(feature = "tokio")]
+pub use dedup::DedupLayer;
 
 /// The README's Rust examples, compiled as doc tests.
 #[cfg(doctest)]
