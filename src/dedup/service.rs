@@ -180,7 +180,8 @@ impl<St: DedupStore> Attempt<St> {
     }
 
     async fn decide(&self, key: &str) -> Decision {
-        let deadline = Instant::now() + self.config.wait_timeout;
+        // Read the clock only if a wait begins.
+        let mut deadline = None;
         loop {
             let claim = match self.timed(self.store.claim(key, self.config.lease)).await {
                 Ok(claim) => claim,
@@ -194,11 +195,13 @@ impl<St: DedupStore> Attempt<St> {
                     return Decision::Answer(stored.to_response());
                 }
                 Claim::InProgress => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + self.config.wait_timeout);
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    let waited = tokio::time::timeout(
+                    let waited = Box::pin(tokio::time::timeout(
                         remaining + self.config.store_timeout,
                         self.store.wait(key, remaining),
-                    )
+                    ))
                     .await
                     .unwrap_or(Err(StoreError::Timeout));
                     match waited {
@@ -255,13 +258,22 @@ impl<St: DedupStore> Attempt<St> {
     }
 }
 
+/// `operation`, failed with [`StoreError::Timeout`] if it takes longer than `limit`. The
+/// timer starts only if the first poll finds it not ready, so a store that answers at once
+/// (the memory store) costs no clock read.
 async fn timeout<T>(
     limit: Duration,
     operation: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(limit, operation)
-        .await
-        .unwrap_or(Err(StoreError::Timeout))
+    let mut operation = std::pin::pin!(operation);
+    let first = std::future::poll_fn(|cx| Poll::Ready(operation.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(result) => result,
+        // Boxed: the rare path stays out of every request's future.
+        Poll::Pending => Box::pin(tokio::time::timeout(limit, operation))
+            .await
+            .unwrap_or(Err(StoreError::Timeout)),
+    }
 }
 
 /// Calls the inner service and reads its response body; also returns what to store, unless
