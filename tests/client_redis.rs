@@ -22,7 +22,9 @@ fn prefix() -> String {
 async fn replicas(standin: &StandIn, url: &str, prefix: &str, count: usize) -> Vec<WeChatClient> {
     let mut clients = Vec::new();
     for _ in 0..count {
-        let connection = ConnectionManager::new(redis::Client::open(url).unwrap()).await.unwrap();
+        let connection = ConnectionManager::new(redis::Client::open(url).unwrap())
+            .await
+            .unwrap();
         let store = RedisTokenStore::builder(connection)
             .key_prefix(prefix)
             .poll_interval(Duration::from_millis(10));
@@ -42,7 +44,11 @@ async fn send_from_all(clients: &[WeChatClient], per_client: usize, tag: &str) {
         (0..per_client).map(move |n| {
             let client = client.clone();
             let text = format!("{tag}-{replica}-{n}");
-            async move { client.send_custom_message(&CustomMessage::text("oUser1234", text)).await }
+            async move {
+                client
+                    .send_custom_message(&CustomMessage::text("oUser1234", text))
+                    .await
+            }
         })
     });
     for result in join_all(sends).await {
@@ -52,7 +58,9 @@ async fn send_from_all(clients: &[WeChatClient], per_client: usize, tag: &str) {
 
 #[tokio::test]
 async fn replicas_on_a_cold_start_share_one_token() {
-    let Some(url) = common::redis_url() else { return };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
     let standin = StandIn::start().await;
     standin.token_plan(|_| Act::Slow(Duration::from_millis(200)));
     let clients = replicas(&standin, &url, &prefix(), 3).await;
@@ -66,7 +74,9 @@ async fn replicas_on_a_cold_start_share_one_token() {
 
 #[tokio::test]
 async fn a_revoked_token_is_replaced_once_for_all_replicas() {
-    let Some(url) = common::redis_url() else { return };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
     let standin = StandIn::start().await;
     let clients = replicas(&standin, &url, &prefix(), 3).await;
     send_from_all(&clients, 1, "warm").await;
@@ -81,7 +91,9 @@ async fn a_revoked_token_is_replaced_once_for_all_replicas() {
 
 #[tokio::test]
 async fn a_token_near_expiry_is_refreshed_by_one_replica() {
-    let Some(url) = common::redis_url() else { return };
+    let Some(url) = common::redis_url() else {
+        return;
+    };
     let standin = StandIn::start().await;
     standin.token_lifetime(Duration::from_secs(2)); // refreshed in its last second
     let prefix = prefix();

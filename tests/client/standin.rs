@@ -43,6 +43,7 @@ pub enum Act {
 }
 
 type Plan = Box<dyn FnMut(u64) -> Act + Send>;
+type MessagePlan = Box<dyn FnMut(u64, &str, usize) -> Act + Send>;
 
 pub struct StandIn {
     pub addr: SocketAddr,
@@ -60,7 +61,7 @@ struct Shared {
     dedup: Mutex<HashMap<String, i64>>,
     attempts: Mutex<HashMap<String, Vec<Instant>>>,
     token_plan: Mutex<Plan>,
-    api_plan: Mutex<Plan>,
+    api_plan: Mutex<MessagePlan>,
 }
 
 struct Token {
@@ -82,7 +83,7 @@ impl StandIn {
             dedup: Mutex::default(),
             attempts: Mutex::default(),
             token_plan: Mutex::new(Box::new(|_| Act::Normal)),
-            api_plan: Mutex::new(Box::new(|_| Act::Normal)),
+            api_plan: Mutex::new(Box::new(|_, _, _| Act::Normal)),
         });
         let router = Router::new()
             .route("/cgi-bin/token", get(token))
@@ -111,7 +112,13 @@ impl StandIn {
     }
 
     /// What to do with the n-th (from 0) message request.
-    pub fn api_plan(&self, plan: impl FnMut(u64) -> Act + Send + 'static) {
+    pub fn api_plan(&self, mut plan: impl FnMut(u64) -> Act + Send + 'static) {
+        *self.state.api_plan.lock().unwrap() = Box::new(move |n, _, _| plan(n));
+    }
+
+    /// What to do with the n-th (from 0) message request, knowing the message (its key, see
+    /// [`deliveries`](Self::deliveries)) and which attempt at it this is (from 1).
+    pub fn message_plan(&self, plan: impl FnMut(u64, &str, usize) -> Act + Send + 'static) {
         *self.state.api_plan.lock().unwrap() = Box::new(plan);
     }
 
@@ -328,16 +335,16 @@ async fn message(
     let n = shared.api_requests.fetch_add(1, Ordering::SeqCst);
     let parsed = serde_json::from_slice::<Value>(body).ok();
     let key = parsed.as_ref().and_then(key_of);
-    if let Some(key) = &key {
-        shared
-            .attempts
-            .lock()
-            .unwrap()
-            .entry(key.clone())
-            .or_default()
-            .push(Instant::now());
-    }
-    let act = (shared.api_plan.lock().unwrap())(n);
+    let attempt = match &key {
+        Some(key) => {
+            let mut attempts = shared.attempts.lock().unwrap();
+            let times = attempts.entry(key.clone()).or_default();
+            times.push(Instant::now());
+            times.len()
+        }
+        None => 1,
+    };
+    let act = (shared.api_plan.lock().unwrap())(n, key.as_deref().unwrap_or_default(), attempt);
     before(act, shared).await?;
     if let Some(error) = shared.check(query) {
         return Err(json_response(error));
