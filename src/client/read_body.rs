@@ -150,6 +150,10 @@ where
 }
 
 #[pin_project(project = StateProj)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "pinned once per call; boxing the response head would add an allocation per call"
+)]
 enum State<F, B>
 where
     B: Body,

@@ -35,9 +35,9 @@ impl From<CustomMessage> for Outgoing {
 #[derive(Debug)]
 pub enum QueueError {
     /// The queue is full (from [`BackgroundSender::try_send`]).
-    Full(Outgoing),
+    Full(Box<Outgoing>),
     /// The sender is shutting down.
-    Closed(Outgoing),
+    Closed(Box<Outgoing>),
 }
 
 impl fmt::Display for QueueError {
@@ -118,23 +118,23 @@ impl BackgroundSender {
     /// Queues `message` if there is room; hands it back otherwise.
     pub fn try_send(&self, message: Outgoing) -> Result<(), QueueError> {
         if self.shared.closing.is_cancelled() {
-            return Err(QueueError::Closed(message));
+            return Err(QueueError::Closed(Box::new(message)));
         }
         self.queue.try_send(message).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(message) => QueueError::Full(message),
-            mpsc::error::TrySendError::Closed(message) => QueueError::Closed(message),
+            mpsc::error::TrySendError::Full(message) => QueueError::Full(Box::new(message)),
+            mpsc::error::TrySendError::Closed(message) => QueueError::Closed(Box::new(message)),
         })
     }
 
     /// Queues `message`, waiting for room.
     pub async fn send(&self, message: Outgoing) -> Result<(), QueueError> {
         if self.shared.closing.is_cancelled() {
-            return Err(QueueError::Closed(message));
+            return Err(QueueError::Closed(Box::new(message)));
         }
         self.queue
             .send(message)
             .await
-            .map_err(|error| QueueError::Closed(error.0))
+            .map_err(|error| QueueError::Closed(Box::new(error.0)))
     }
 
     /// What was sent so far.
@@ -151,10 +151,10 @@ impl BackgroundSender {
     pub async fn shutdown(self) -> SenderReport {
         self.shared.closing.cancel();
         let worker = self.shared.worker.lock().await.take();
-        if let Some(worker) = worker {
-            if let Err(error) = worker.await {
-                tracing::error!(%error, "the background sender's worker failed");
-            }
+        if let Some(worker) = worker
+            && let Err(error) = worker.await
+        {
+            tracing::error!(%error, "the background sender's worker failed");
         }
         self.report()
     }
