@@ -109,7 +109,7 @@
 //! |---|---|---|
 //! | `axum` | yes | [`Message`] and [`CallbackQuery`] extractors, `IntoResponse` for [`Reply`] |
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
-//! | `client` | no | the outbound API client: `client::WeChatClient`, access_token, retry, circuit breaker (hyper-util + rustls) |
+//! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

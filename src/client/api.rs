@@ -120,8 +120,9 @@ impl WeChatClient {
         body: &impl Serialize,
         idempotent: bool,
     ) -> Result<R, ClientError> {
-        let json = serde_json::to_vec(body)
-            .map_err(|error| ClientError::InvalidInput(format!("JSON body: {error}")))?;
+        let json = serde_json::to_vec(body).map_err(|_| {
+            ClientError::InvalidInput("the body could not be written as JSON".into())
+        })?;
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.inner.base.join(path)?)
@@ -185,8 +186,15 @@ fn read_answer<R: DeserializeOwned>(response: &Response<Bytes>) -> Result<R, Cli
     if !response.status().is_success() {
         return Err(ClientError::Status(response.status()));
     }
-    serde_json::from_slice(response.body())
-        .map_err(|error| ClientError::InvalidResponse(format!("JSON answer: {error}")))
+    // The position and kind only: serde's message could quote the answer.
+    serde_json::from_slice(response.body()).map_err(|error| {
+        ClientError::InvalidResponse(format!(
+            "JSON answer ({:?} error at line {} column {})",
+            error.classify(),
+            error.line(),
+            error.column()
+        ))
+    })
 }
 
 impl fmt::Debug for WeChatClient {

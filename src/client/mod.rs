@@ -18,6 +18,47 @@
 //! - [`ReadBodyLayer`]: buffers answers and types the HTTP client's errors.
 //! - [`http_client`]: hyper-util's pooled client with rustls (ring, Mozilla's roots).
 //!
+//! ```no_run
+//! use tower_wechat::client::{AppSecret, CustomMessage, TemplateMessage, WeChatClient};
+//!
+//! # async fn run() -> Result<(), tower_wechat::client::ClientError> {
+//! let client = WeChatClient::builder("wx1234567890abcdef", AppSecret::new("appsecret"))
+//!     .base_url("https://api.weixin.qq.com") // the default; point tests at a stand-in
+//!     .build()?;
+//! let message = TemplateMessage::new("oUser1234", "TEMPLATE_ID")
+//!     .data("thing1", "Your order has shipped")
+//!     .client_msg_id("order-42-shipped"); // WeChat de-duplicates: safe to retry after a timeout
+//! let msgid = client.send_template_message(&message).await?;
+//! client.send_custom_message(&CustomMessage::text("oUser1234", "Thanks!")).await?;
+//! # let _ = msgid;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Or assemble the layers yourself over any tower HTTP client:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_wechat::client::{
+//!     AccessTokenLayer, AppSecret, CircuitBreakerLayer, ReadBodyLayer, RetryPolicy, TimeoutLayer,
+//!     WECHAT_API_BASE, WeChatTokenSource, http_client,
+//! };
+//!
+//! # fn main() -> Result<(), tower_wechat::client::ClientError> {
+//! let http = ServiceBuilder::new().layer(ReadBodyLayer::new()).service(http_client()?);
+//! let source = WeChatTokenSource::new(http.clone(), WECHAT_API_BASE, "wx1234", AppSecret::new("s"))?;
+//! let service = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new())
+//!     .retry(RetryPolicy::new())
+//!     .layer(TimeoutLayer::new(Duration::from_secs(5)))
+//!     .layer(AccessTokenLayer::new(source))
+//!     .service(http);
+//! # let _ = service;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Delivered once
 //!
 //! A retry must not send a message twice. errcode `-1`, HTTP 502 / 503 and connect failures
@@ -28,11 +69,24 @@
 //! openid + id within 10 minutes). Customer-service messages have no such id; their
 //! ambiguous failures come back as errors for the caller to judge.
 //!
+//! # Defaults
+//!
+//! | what | default |
+//! |---|---|
+//! | token refresh | 5 min before expiry (at most half the lifetime), in the background |
+//! | per-attempt timeout | 5 s |
+//! | retries | 3 attempts, 100 ms base, 2 s cap, full jitter; budget 20 % of calls + 10/s over 10 s |
+//! | circuit breaker | opens after 5 consecutive failed calls, 10 s open, 1 probe |
+//! | answer body limit | 1 MiB |
+//!
 //! # Several replicas
 //!
 //! Each [`WeChatClient`] fetches its own token by default. Replicas of one app must share
 //! one: use `/cgi-bin/stable_token` ([`WeChatClientBuilder::stable_token`]), a central
-//! [`TokenSource`], or (feature `redis`) the `RedisTokenStore`.
+//! [`TokenSource`], or (feature `redis`) the `RedisTokenStore`: one replica refreshes under a
+//! Redis lock and the others read its token. When Redis is unreachable, fetches fail with
+//! [`ClientError::Store`] instead of fetching on their own (which would invalidate the
+//! other replicas' tokens); tokens already cached keep working until they expire.
 //!
 //! # Secrets
 //!
