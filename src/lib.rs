@@ -124,6 +124,7 @@
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
 //! | `tokio` | yes | [`ack::FastAckLayer`], [`dedup::DedupLayer`] and its in-memory store |
 //! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
+//! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -136,6 +137,9 @@ pub mod ack;
 pub mod axum;
 pub mod background;
 pub mod body;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 #[cfg(feature = "crypto")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crypto")))]
 pub mod crypto;

@@ -1,0 +1,451 @@
+//! [`CircuitBreakerLayer`]: stops calling WeChat while it keeps failing, and fails fast with
+//! [`ClientError::CircuitOpen`] meanwhile.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Response;
+use pin_project::{pin_project, pinned_drop};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::ClientError;
+use super::read_body::errcode;
+
+/// The breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; consecutive failures are counted.
+    Closed,
+    /// Calls are refused with [`ClientError::CircuitOpen`] until the open period ends.
+    Open,
+    /// The open period ended: a limited number of probe calls go through; one success
+    /// closes the breaker, one failure opens it again.
+    HalfOpen,
+}
+
+/// Counters of a [`CircuitBreakerLayer`], shared by every service it built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BreakerStats {
+    /// The state now.
+    pub state: BreakerState,
+    /// Calls that went through and succeeded.
+    pub successes: u64,
+    /// Calls that went through and failed.
+    pub failures: u64,
+    /// Calls refused while open (or half-open with every probe slot taken).
+    pub rejected: u64,
+    /// How many times the breaker opened.
+    pub opened: u64,
+}
+
+/// Applies [`CircuitBreaker`]: after `failure_threshold` consecutive failed calls the breaker
+/// opens and refuses calls for `open_duration`; then it lets `half_open_probes` calls through,
+/// closing on a success and opening again on a failure.
+///
+/// A failure is an error, an HTTP 5xx, or errcode `-1` (WeChat busy). Other errcodes are
+/// answers, not outages. Put it outside the retry layer: one call is the whole retried
+/// sequence, so the breaker opens when retries no longer help.
+///
+/// One layer is one breaker: every service it builds shares the state.
+///
+/// Defaults: 5 consecutive failures, open for 10 s, 1 probe.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_wechat::client::{BreakerState, CircuitBreakerLayer};
+///
+/// let breaker = CircuitBreakerLayer::new()
+///     .failure_threshold(3)
+///     .open_duration(Duration::from_secs(30));
+/// assert_eq!(breaker.stats().state, BreakerState::Closed);
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct CircuitBreakerLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    failure_threshold: u32,
+    open_duration: Duration,
+    half_open_probes: u32,
+    state: Mutex<State>,
+}
+
+struct State {
+    mode: Mode,
+    consecutive_failures: u32,
+    successes: u64,
+    failures: u64,
+    rejected: u64,
+    opened: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { probes: u32 },
+}
+
+impl CircuitBreakerLayer {
+    /// Consecutive failures that open the breaker by default: 5.
+    pub const DEFAULT_FAILURE_THRESHOLD: u32 = 5;
+    /// How long the breaker stays open by default: 10 s.
+    pub const DEFAULT_OPEN_DURATION: Duration = Duration::from_secs(10);
+    /// Probe calls let through when half-open by default: 1.
+    pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
+
+    /// A closed breaker with the defaults.
+    pub fn new() -> Self {
+        Self::with_settings(
+            Self::DEFAULT_FAILURE_THRESHOLD,
+            Self::DEFAULT_OPEN_DURATION,
+            Self::DEFAULT_HALF_OPEN_PROBES,
+        )
+    }
+
+    /// Consecutive failures that open the breaker (at least 1).
+    pub fn failure_threshold(self, failures: u32) -> Self {
+        Self::with_settings(
+            failures,
+            self.shared.open_duration,
+            self.shared.half_open_probes,
+        )
+    }
+
+    /// How long the breaker stays open before probing.
+    pub fn open_duration(self, duration: Duration) -> Self {
+        Self::with_settings(
+            self.shared.failure_threshold,
+            duration,
+            self.shared.half_open_probes,
+        )
+    }
+
+    /// Calls let through at once while half-open (at least 1).
+    pub fn half_open_probes(self, probes: u32) -> Self {
+        Self::with_settings(
+            self.shared.failure_threshold,
+            self.shared.open_duration,
+            probes,
+        )
+    }
+
+    /// The state and counters now.
+    pub fn stats(&self) -> BreakerStats {
+        let state = self.shared.lock();
+        let state_now = match state.mode {
+            Mode::Closed => BreakerState::Closed,
+            Mode::Open { until } if Instant::now() < until => BreakerState::Open,
+            Mode::Open { .. } | Mode::HalfOpen { .. } => BreakerState::HalfOpen,
+        };
+        BreakerStats {
+            state: state_now,
+            successes: state.successes,
+            failures: state.failures,
+            rejected: state.rejected,
+            opened: state.opened,
+        }
+    }
+
+    fn with_settings(failure_threshold: u32, open_duration: Duration, probes: u32) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                failure_threshold: failure_threshold.max(1),
+                open_duration,
+                half_open_probes: probes.max(1),
+                state: Mutex::new(State {
+                    mode: Mode::Closed,
+                    consecutive_failures: 0,
+                    successes: 0,
+                    failures: 0,
+                    rejected: 0,
+                    opened: 0,
+                }),
+            }),
+        }
+    }
+}
+
+impl Default for CircuitBreakerLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for CircuitBreakerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreakerLayer")
+            .field("failure_threshold", &self.shared.failure_threshold)
+            .field("open_duration", &self.shared.open_duration)
+            .field("half_open_probes", &self.shared.half_open_probes)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for CircuitBreakerLayer {
+    type Service = CircuitBreaker<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CircuitBreaker {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// How a call was let through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Normal,
+    Probe,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a few counters, valid after any panic.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn admit(&self) -> Option<Admission> {
+        let mut state = self.lock();
+        if let Mode::Open { until } = state.mode {
+            if Instant::now() < until {
+                state.rejected += 1;
+                return None;
+            }
+            state.mode = Mode::HalfOpen { probes: 0 };
+        }
+        match state.mode {
+            Mode::HalfOpen { probes } if probes < self.half_open_probes => {
+                state.mode = Mode::HalfOpen { probes: probes + 1 };
+                Some(Admission::Probe)
+            }
+            Mode::HalfOpen { .. } | Mode::Open { .. } => {
+                state.rejected += 1;
+                None
+            }
+            Mode::Closed => Some(Admission::Normal),
+        }
+    }
+
+    fn record(&self, admission: Admission, failed: bool) {
+        let mut state = self.lock();
+        if failed {
+            state.failures += 1;
+        } else {
+            state.successes += 1;
+        }
+        match (state.mode, admission, failed) {
+            (Mode::HalfOpen { .. }, Admission::Probe, false) => {
+                state.mode = Mode::Closed;
+                state.consecutive_failures = 0;
+                tracing::info!("circuit breaker closed: WeChat answered a probe");
+            }
+            (Mode::HalfOpen { .. }, Admission::Probe, true) => self.open(&mut state),
+            (Mode::Closed, _, false) => state.consecutive_failures = 0,
+            (Mode::Closed, _, true) => {
+                state.consecutive_failures += 1;
+                if state.consecutive_failures >= self.failure_threshold {
+                    self.open(&mut state);
+                }
+            }
+            // Calls admitted before the breaker opened do not move it.
+            _ => {}
+        }
+    }
+
+    /// A probe that ended without an outcome (its future was dropped) frees its slot.
+    fn abandon(&self, admission: Admission) {
+        let mut state = self.lock();
+        if let (Mode::HalfOpen { probes }, Admission::Probe) = (state.mode, admission) {
+            state.mode = Mode::HalfOpen {
+                probes: probes.saturating_sub(1),
+            };
+        }
+    }
+
+    fn open(&self, state: &mut State) {
+        state.mode = Mode::Open {
+            until: Instant::now() + self.open_duration,
+        };
+        state.consecutive_failures = 0;
+        state.opened += 1;
+        tracing::warn!(
+            open_for = ?self.open_duration,
+            "circuit breaker opened: WeChat calls fail fast"
+        );
+    }
+}
+
+/// Fails fast while WeChat keeps failing; see [`CircuitBreakerLayer`].
+#[derive(Clone)]
+pub struct CircuitBreaker<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> fmt::Debug for CircuitBreaker<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker").finish_non_exhaustive()
+    }
+}
+
+impl<S, Req> Service<Req> for CircuitBreaker<S>
+where
+    S: Service<Req, Response = Response<Bytes>>,
+    S::Error: Into<ClientError>,
+{
+    type Response = Response<Bytes>;
+    type Error = ClientError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        match self.shared.admit() {
+            Some(admission) => ResponseFuture {
+                inner: Some(self.inner.call(request)),
+                shared: Some((self.shared.clone(), admission)),
+            },
+            None => ResponseFuture {
+                inner: None,
+                shared: None,
+            },
+        }
+    }
+}
+
+/// Whether an outcome counts against WeChat's health.
+fn failed(result: &Result<Response<Bytes>, ClientError>) -> bool {
+    match result {
+        Ok(response) => response.status().is_server_error() || errcode(response) == Some(-1),
+        Err(_) => true,
+    }
+}
+
+/// Response future of [`CircuitBreaker`].
+#[pin_project(PinnedDrop)]
+pub struct ResponseFuture<F> {
+    #[pin]
+    inner: Option<F>,
+    /// Where to record the outcome; `None` once recorded, or when refused.
+    shared: Option<(Arc<Shared>, Admission)>,
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Bytes>, E>>,
+    E: Into<ClientError>,
+{
+    type Output = Result<Response<Bytes>, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Some(inner) = this.inner.as_pin_mut() else {
+            return Poll::Ready(Err(ClientError::CircuitOpen));
+        };
+        let result = match inner.poll(cx) {
+            Poll::Ready(result) => result.map_err(Into::into),
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some((shared, admission)) = this.shared.take() {
+            shared.record(admission, failed(&result));
+        }
+        Poll::Ready(result)
+    }
+}
+
+#[pinned_drop]
+impl<F> PinnedDrop for ResponseFuture<F> {
+    fn drop(self: Pin<&mut Self>) {
+        if let Some((shared, admission)) = self.project().shared.take() {
+            shared.abandon(admission);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn service(
+        layer: &CircuitBreakerLayer,
+    ) -> impl Service<u16, Response = Response<Bytes>, Error = ClientError, Future: Send> + Clone
+    {
+        layer.layer(tower::service_fn(|status: u16| async move {
+            let mut response = Response::new(Bytes::new());
+            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            Ok::<_, ClientError>(response)
+        }))
+    }
+
+    #[tokio::test]
+    async fn opens_fails_fast_half_opens_and_closes() {
+        let layer = CircuitBreakerLayer::new()
+            .failure_threshold(2)
+            .open_duration(Duration::from_millis(50));
+        let service = service(&layer);
+        service.clone().oneshot(500).await.unwrap();
+        service.clone().oneshot(200).await.unwrap(); // resets the count
+        service.clone().oneshot(500).await.unwrap();
+        assert_eq!(layer.stats().state, BreakerState::Closed);
+        service.clone().oneshot(500).await.unwrap();
+        assert_eq!(layer.stats().state, BreakerState::Open);
+        assert!(matches!(
+            service.clone().oneshot(200).await,
+            Err(ClientError::CircuitOpen)
+        ));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(layer.stats().state, BreakerState::HalfOpen);
+        // A failed probe opens it again.
+        service.clone().oneshot(502).await.unwrap();
+        assert_eq!(layer.stats().state, BreakerState::Open);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        service.clone().oneshot(200).await.unwrap();
+        let stats = layer.stats();
+        assert_eq!(stats.state, BreakerState::Closed);
+        assert_eq!(
+            (
+                stats.opened,
+                stats.rejected,
+                stats.successes,
+                stats.failures
+            ),
+            (2, 1, 2, 4)
+        );
+    }
+
+    #[tokio::test]
+    async fn half_open_admits_only_the_probes_and_frees_abandoned_ones() {
+        let layer = CircuitBreakerLayer::new()
+            .failure_threshold(1)
+            .open_duration(Duration::from_millis(10));
+        let service = service(&layer);
+        service.clone().oneshot(503).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut held = service.clone();
+        let probe = held.call(200); // admitted as the one probe, not polled yet
+        assert!(matches!(
+            service.clone().oneshot(200).await,
+            Err(ClientError::CircuitOpen)
+        ));
+        drop(probe);
+        service.clone().oneshot(200).await.unwrap();
+        assert_eq!(layer.stats().state, BreakerState::Closed);
+    }
+}

@@ -1,0 +1,136 @@
+//! Outbound WeChat API client (feature `client`): access_token, retries with backoff,
+//! circuit breaker, template and customer-service messages.
+//!
+//! [`WeChatClient`] is the one-call way in. It is assembled from tower layers that can be
+//! used (and rearranged) on their own, outermost first:
+//!
+//! ```text
+//! call ─► CircuitBreaker ─► Retry(backoff+jitter, budget) ─► Timeout(per attempt) ─► AccessToken ─► ReadBody ─► HTTP client
+//! ```
+//!
+//! - [`CircuitBreakerLayer`]: fails fast with [`ClientError::CircuitOpen`] while WeChat keeps
+//!   failing.
+//! - [`RetryPolicy`]: a `tower::retry::Policy` with exponential backoff, full jitter, a cap
+//!   and a budget.
+//! - [`TimeoutLayer`]: each attempt's time limit.
+//! - [`AccessTokenLayer`]: the cached token, refreshed ahead of expiry, one fetch at a time;
+//!   a refused token (40001 / 40014 / 42001) is replaced once and the call retried once.
+//! - [`ReadBodyLayer`]: buffers answers and types the HTTP client's errors.
+//! - [`http_client`]: hyper-util's pooled client with rustls (ring, Mozilla's roots).
+//!
+//! ```no_run
+//! use tower_wechat::client::{AppSecret, CustomMessage, TemplateMessage, WeChatClient};
+//!
+//! # async fn run() -> Result<(), tower_wechat::client::ClientError> {
+//! let client = WeChatClient::builder("wx1234567890abcdef", AppSecret::new("appsecret"))
+//!     .base_url("https://api.weixin.qq.com") // the default; point tests at a stand-in
+//!     .build()?;
+//! let message = TemplateMessage::new("oUser1234", "TEMPLATE_ID")
+//!     .data("thing1", "Your order has shipped")
+//!     .client_msg_id("order-42-shipped"); // WeChat de-duplicates: safe to retry after a timeout
+//! let msgid = client.send_template_message(&message).await?;
+//! client.send_custom_message(&CustomMessage::text("oUser1234", "Thanks!")).await?;
+//! # let _ = msgid;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Or assemble the layers yourself over any tower HTTP client:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_wechat::client::{
+//!     AccessTokenLayer, AppSecret, CircuitBreakerLayer, ReadBodyLayer, RetryPolicy, TimeoutLayer,
+//!     WECHAT_API_BASE, WeChatTokenSource, http_client,
+//! };
+//!
+//! # fn main() -> Result<(), tower_wechat::client::ClientError> {
+//! let http = ServiceBuilder::new().layer(ReadBodyLayer::new()).service(http_client()?);
+//! let source = WeChatTokenSource::new(http.clone(), WECHAT_API_BASE, "wx1234", AppSecret::new("s"))?;
+//! let service = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::new())
+//!     .retry(RetryPolicy::new())
+//!     .layer(TimeoutLayer::new(Duration::from_secs(5)))
+//!     .layer(AccessTokenLayer::new(source))
+//!     .service(http);
+//! # let _ = service;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Delivered once
+//!
+//! A retry must not send a message twice. errcode `-1`, HTTP 502 / 503 and connect failures
+//! mean WeChat did not take the request, so they are always retried. A timeout, a dropped
+//! connection or another 5xx leaves it unknown whether WeChat sent the message, so those are
+//! retried only for requests marked [`Idempotent`]: token fetches, and template messages
+//! with a [`client_msg_id`](TemplateMessage::client_msg_id) (WeChat sends one message per
+//! openid + id within 10 minutes). Customer-service messages have no such id; their
+//! ambiguous failures come back as errors for the caller to judge.
+//!
+//! # Defaults
+//!
+//! | what | default |
+//! |---|---|
+//! | token refresh | 5 min before expiry (at most half the lifetime), in the background |
+//! | per-attempt timeout | 5 s |
+//! | retries | 3 attempts, 100 ms base, 2 s cap, full jitter; budget 20 % of calls + 10/s over 10 s |
+//! | circuit breaker | opens after 5 consecutive failed calls, 10 s open, 1 probe |
+//! | answer body limit | 1 MiB |
+//!
+//! # Several replicas
+//!
+//! Each [`WeChatClient`] fetches its own token by default. Replicas of one app must share
+//! one: use `/cgi-bin/stable_token` ([`WeChatClientBuilder::stable_token`]), a central
+//! [`TokenSource`], or (feature `redis`) the `RedisTokenStore`: one replica refreshes under a
+//! Redis lock and the others read its token. When Redis is unreachable, fetches fail with
+//! [`ClientError::Store`] instead of fetching on their own (which would invalidate the
+//! other replicas' tokens); tokens already cached keep working until they expire.
+//!
+//! # Secrets
+//!
+//! The appsecret and the access_token are kept in [`AppSecret`] and [`ApiToken`], whose
+//! `Debug` prints `***`; errors never carry them or a request URL; openids are shortened in
+//! `Debug` output of messages.
+
+mod api;
+mod breaker;
+mod error;
+mod http;
+mod message;
+mod read_body;
+#[cfg(feature = "redis")]
+mod redis_store;
+mod retry;
+mod secret;
+mod sender;
+mod source;
+mod timeout;
+mod token;
+mod url;
+
+pub use api::{ClientService, WeChatClient, WeChatClientBuilder};
+pub use breaker::{BreakerState, BreakerStats, CircuitBreaker, CircuitBreakerLayer};
+pub use error::{ApiError, ClientError, SharedError};
+pub use http::{HttpClient, http_client};
+pub use message::{CustomMessage, TemplateMessage};
+pub use read_body::{ErrCode, ReadBody, ReadBodyLayer, errcode};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_store::{RedisTokenStore, RedisTokenStoreBuilder};
+pub use retry::{Idempotent, RetryPolicy, RetryStats};
+pub use secret::{ApiToken, AppSecret};
+pub use sender::{BackgroundSender, Outgoing, QueueError, SenderReport};
+pub use source::{Endpoint, IssuedToken, TokenRequest, TokenSource, WeChatTokenSource};
+pub use timeout::{Timeout, TimeoutLayer};
+pub use token::{AccessToken, AccessTokenLayer};
+pub use url::WECHAT_API_BASE;
+
+/// Response futures of the client layers.
+pub mod future {
+    pub use super::breaker::ResponseFuture as CircuitBreakerFuture;
+    pub use super::read_body::ResponseFuture as ReadBodyFuture;
+    pub use super::timeout::ResponseFuture as TimeoutFuture;
+    pub use super::token::ResponseFuture as AccessTokenFuture;
+}
