@@ -3,6 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -46,7 +48,8 @@ enum Kind<F, B, E> {
 
 /// What the waiting future needs to report a move to the background.
 struct WaitingFor {
-    state: std::sync::Arc<super::layer::State>,
+    acked: Arc<AtomicBool>,
+    state: Arc<super::layer::State>,
     hook: Option<crate::background::BackgroundHook>,
     label: crate::label::Label,
 }
@@ -92,14 +95,16 @@ where
                     }
                     // Not ready: finish it in a tracked task, in the current span.
                     let work = work.take().expect("checked above");
+                    let acked = Arc::new(AtomicBool::new(false));
                     let waiting = WaitingFor {
+                        acked: acked.clone(),
                         state: work.state.clone(),
                         hook: work.hook.clone(),
                         label: work.label.clone(),
                     };
                     let until = work.started + *deadline;
                     let (sender, receiver) = oneshot::channel();
-                    let task = task::run(work, sender).instrument(tracing::Span::current());
+                    let task = task::run(work, sender, acked).instrument(tracing::Span::current());
                     waiting.state.tracker.spawn(task);
                     this.kind.set(Kind::Waiting {
                         receiver,
@@ -118,6 +123,7 @@ where
                     ready!(deadline.poll(cx));
                     // The handler may have finished just now: close the channel, then look
                     // once more, so its response is either taken here or reported by the task.
+                    work.acked.store(true, Ordering::Release);
                     receiver.close();
                     if let Ok(finished) = receiver.try_recv() {
                         return Poll::Ready(answer(Some(finished)));

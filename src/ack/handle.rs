@@ -17,7 +17,8 @@ pub struct FastAckHandle {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FastAckStats {
-    /// Handlers running now (answered or not).
+    /// Handlers running in background tasks now (answered or not; a handler still in its
+    /// first poll, on the request's own task, is not counted).
     pub in_flight: usize,
     /// Handlers that returned a response that is not a server error.
     pub completed: u64,
@@ -27,6 +28,10 @@ pub struct FastAckStats {
     pub panicked: u64,
     /// Callbacks answered `success` before their handler finished.
     pub acked_early: u64,
+    /// Callbacks whose client went away before any answer; their handlers ran to the end
+    /// (with [`DedupLayer`](crate::dedup::DedupLayer) outside, this stays 0: it finishes
+    /// abandoned attempts itself and records their result).
+    pub abandoned: u64,
     /// Callbacks answered `503` because `max_in_flight` handlers were running.
     pub refused_full: u64,
     /// Callbacks answered `503` because shutdown had begun.
@@ -57,6 +62,7 @@ impl FastAckHandle {
             failed: counters.failed.load(Ordering::Relaxed),
             panicked: counters.panicked.load(Ordering::Relaxed),
             acked_early: counters.acked_early.load(Ordering::Relaxed),
+            abandoned: counters.abandoned.load(Ordering::Relaxed),
             refused_full: counters.refused_full.load(Ordering::Relaxed),
             refused_closing: counters.refused_closing.load(Ordering::Relaxed),
         }

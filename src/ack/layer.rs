@@ -115,6 +115,7 @@ pub(crate) struct Counters {
     pub(crate) refused_full: AtomicU64,
     pub(crate) refused_closing: AtomicU64,
     pub(crate) acked_early: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
 }
 
 impl State {

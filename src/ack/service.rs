@@ -101,7 +101,8 @@ where
             Mode::AlwaysAck => {
                 task::moved_to_background(state, work.hook.as_ref(), &work.label, false);
                 let (sender, _) = tokio::sync::oneshot::channel();
-                let task = task::run(work, sender).instrument(tracing::Span::current());
+                let acked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let task = task::run(work, sender, acked).instrument(tracing::Span::current());
                 state.tracker.spawn(task);
                 ResponseFuture::answered(crate::Reply::success().into())
             }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use http::Response;
@@ -71,8 +71,14 @@ where
 /// Runs `work` to its end in a task, and hands the result to the response future if it
 /// still waits; otherwise the work ran in the background, and its end is logged and
 /// reported to the hook.
-pub(crate) async fn run<F, B, E>(mut work: Work<F>, sender: oneshot::Sender<Finished<B, E>>)
-where
+///
+/// `acked` tells whether the response future answered `success` before the handler ended;
+/// if it did not, the caller went away (the client hung up) before any answer.
+pub(crate) async fn run<F, B, E>(
+    mut work: Work<F>,
+    sender: oneshot::Sender<Finished<B, E>>,
+    acked: Arc<AtomicBool>,
+) where
     F: Future<Output = Result<Response<B>, E>>,
     E: fmt::Display,
 {
@@ -82,6 +88,7 @@ where
         hook,
         label,
         started,
+        state,
         ..
     } = work;
     drop(permit);
@@ -90,7 +97,21 @@ where
         return; // answered in time
     };
     let elapsed_ms = elapsed.as_millis() as u64;
+    if !acked.load(Ordering::Acquire) {
+        // No answer was sent: the caller went away while the handler ran.
+        state.counters.abandoned.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            msg = %label,
+            elapsed_ms,
+            outcome = outcome.as_str(),
+            "the client went away before an answer; the handler finished without one"
+        );
+        if let Some(hook) = &hook {
+            hook.started();
+        }
+    }
     match &finished {
+        Ok(_) if !acked.load(Ordering::Relaxed) => {}
         Ok(response) if outcome == BackgroundOutcome::Completed => tracing::info!(
             msg = %label,
             elapsed_ms,

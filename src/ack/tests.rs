@@ -391,3 +391,28 @@ async fn a_handler_that_answers_at_once_is_not_spawned_and_still_counted() {
     // The slot of each went back.
     assert_eq!(handle.stats().refused_full, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_goes_away_is_not_counted_as_acknowledged() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let layer = FastAckLayer::new();
+    let handle = layer.handle();
+    let service = layer.layer(sleepy(Duration::from_secs(3), runs.clone()));
+    let (hook, events) = recording_hook();
+    let mut request = request();
+    request.extensions_mut().insert(hook);
+    let gone = tokio::time::timeout(Duration::from_secs(1), service.oneshot(request)).await;
+    assert!(gone.is_err());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the handler still ran to its end"
+    );
+    let stats = handle.stats();
+    assert_eq!(
+        (stats.abandoned, stats.acked_early, stats.completed),
+        (1, 0, 1)
+    );
+    assert_eq!(*events.lock().unwrap(), ["started", "completed after 3s"]);
+}

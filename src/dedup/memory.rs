@@ -18,9 +18,10 @@ const DEFAULT_CAPACITY: usize = 100_000;
 
 /// The default [`DedupStore`]: keys in this process's memory, for one replica.
 ///
-/// Bounded: at most `capacity` keys (100 000 by default, a few MB); expired keys are dropped
-/// as new ones arrive, and when the bound is reached the oldest key is forgotten (a warning
-/// is logged once), so memory never grows without limit. Waiting retries are woken as soon
+/// Bounded: at most `capacity` keys (100 000 by default, a few MB) plus the claims in
+/// progress; expired keys are dropped as new ones arrive, and when the bound is reached the
+/// oldest stored reply is forgotten (a warning is logged once), so memory never grows
+/// without limit. Claims in progress are never forgotten early. Waiting retries are woken as soon
 /// as the first attempt completes.
 ///
 /// Keys are found by a keyed 64-bit hash and then compared in full; two keys with the same
@@ -134,11 +135,16 @@ impl MemoryStore {
     }
 
     /// Drops expired keys from the front of the order, and the oldest keys past the bound.
+    /// A claim in progress is never forgotten early (a waiting retry would then run the
+    /// handler a second time); it is passed over, and its lease ends it soon enough.
     fn trim(&self, shard: &mut Shard, now: Instant) {
         let bound = self.inner.per_shard;
+        let mut passed_over = 0;
         while let Some(&(expires, hash)) = shard.order.front() {
-            let live = match shard.entries.get(&hash) {
-                Some(entry) if entry.expires == expires => expires > now,
+            let (live, pending) = match shard.entries.get(&hash) {
+                Some(entry) if entry.expires == expires => {
+                    (expires > now, matches!(entry.state, State::Pending { .. }))
+                }
                 _ => {
                     shard.order.pop_front(); // stale
                     continue;
@@ -148,16 +154,22 @@ impl MemoryStore {
             if live && !over {
                 break;
             }
+            if live && pending {
+                if passed_over >= shard.order.len() {
+                    break; // only claims in progress are left
+                }
+                passed_over += 1;
+                shard.order.rotate_left(1);
+                continue;
+            }
             if live && !self.inner.warned_full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     capacity = bound * SHARDS,
-                    "dedup memory store is full: forgetting the oldest keys (raise its capacity)"
+                    "dedup memory store is full: forgetting the oldest replies (raise its capacity)"
                 );
             }
             shard.order.pop_front();
-            if let Some(entry) = shard.entries.remove(&hash) {
-                entry.state.wake_waiters();
-            }
+            shard.entries.remove(&hash);
         }
     }
 }

@@ -405,3 +405,78 @@ async fn memory_store_drops_expired_keys_as_new_ones_arrive() {
     }
     assert_eq!(store.len(), 1_000);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_full_memory_store_never_forgets_a_claim_in_progress() {
+    let store = MemoryStore::with_capacity(16); // one key per shard
+    let Claim::Claimed(_) = store
+        .claim("running", Duration::from_secs(10))
+        .await
+        .unwrap()
+    else {
+        panic!();
+    };
+    for i in 0..2_000 {
+        let key = format!("k{i}");
+        if let Claim::Claimed(lease) = store.claim(&key, Duration::from_secs(10)).await.unwrap() {
+            store
+                .complete(&key, lease, &stored("r"), Duration::from_secs(600))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        store
+            .claim("running", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Claim::InProgress,
+        "a retry must still wait for the first attempt"
+    );
+    assert!(store.len() <= 16 + 1, "{} keys kept", store.len());
+    // Its lease still ends it.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(matches!(
+        store
+            .claim("running", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        Claim::Claimed(_)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_first_delivery_is_finished_and_recorded_so_retries_do_not_rerun_it() {
+    // WeChat hangs up on a late first delivery before FastAck's deadline: the server drops
+    // the response future. The attempt must still complete its key.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let fast_ack = FastAckLayer::new();
+    let service = DedupLayer::new().layer(fast_ack.layer(handler(
+        Duration::from_secs(3),
+        runs.clone(),
+        always_ok,
+    )));
+    let first = tokio::time::timeout(
+        Duration::from_secs(2),
+        service.clone().oneshot(delivery(text(42))),
+    )
+    .await;
+    assert!(first.is_err(), "the client gave up");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // Retries, before and after the lease would have run out, replay the stored reply.
+    for _ in 0..2 {
+        let retry = service.clone().oneshot(delivery(text(42))).await.unwrap();
+        assert_eq!(
+            answer(retry).await,
+            (StatusCode::OK, "<xml>reply</xml>".into())
+        );
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fast_ack.handle().stats().abandoned,
+        0,
+        "finished by Dedup, not abandoned"
+    );
+}
