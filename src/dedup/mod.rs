@@ -7,7 +7,9 @@
 //! - the first delivery claims the key and runs the handler; its response is stored;
 //! - a retry that arrives while the first still runs waits for the first's response;
 //! - a retry that arrives later gets the stored response again (a passive reply included);
-//! - a first attempt that fails (an error or a 5xx) releases the key: the retry runs again.
+//! - a first attempt that fails (an error or a 5xx) releases the key: the retry runs again;
+//! - a first attempt whose client hangs up (WeChat gives up after 5 s) is finished anyway in
+//!   a task, and its result recorded, so a later retry is answered, not run again.
 //!
 //! [`MemoryStore`] serves one process; `RedisStore` (feature `redis`) lets several replicas
 //! behind a load balancer share the keys. See [`DedupLayer`] for the defaults and for what
