@@ -40,8 +40,9 @@ enum Kind<F, B, E> {
     },
     Waiting {
         receiver: oneshot::Receiver<Finished<B, E>>,
-        #[pin]
-        deadline: Sleep,
+        /// Boxed: only handlers that are not ready at once need it, and they already cost a
+        /// task; the future stays small for the rest.
+        deadline: Pin<Box<Sleep>>,
         work: WaitingFor,
     },
 }
@@ -108,7 +109,7 @@ where
                     waiting.state.tracker.spawn(task);
                     this.kind.set(Kind::Waiting {
                         receiver,
-                        deadline: tokio::time::sleep_until(until),
+                        deadline: Box::pin(tokio::time::sleep_until(until)),
                         work: waiting,
                     });
                 }
@@ -120,7 +121,7 @@ where
                     if let Poll::Ready(finished) = Pin::new(&mut *receiver).poll(cx) {
                         return Poll::Ready(answer(finished.ok()));
                     }
-                    ready!(deadline.poll(cx));
+                    ready!(deadline.as_mut().poll(cx));
                     // The handler may have finished just now: close the channel, then look
                     // once more, so its response is either taken here or reported by the task.
                     work.acked.store(true, Ordering::Release);

@@ -77,7 +77,7 @@ where
     S::Error: Send,
     St: DedupStore,
     ReqBody: Send + 'static,
-    ResBody: Body<Data = Bytes> + Send,
+    ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     type Response = Response<Full<Bytes>>;
@@ -102,15 +102,7 @@ where
             counters: self.counters.clone(),
             label: Label::of(&request),
         };
-        ResponseFuture::new(async move {
-            match key {
-                Some(key) => attempt.run(inner, request, key).await,
-                None => {
-                    Counters::bump(&attempt.counters.unkeyed);
-                    forward(inner, request).await.map(|(response, _)| response)
-                }
-            }
-        })
+        ResponseFuture::new(attempt.run(inner, request, key))
     }
 }
 
@@ -134,13 +126,17 @@ impl<St: DedupStore> Attempt<St> {
         self,
         inner: S,
         request: Request<ReqBody>,
-        key: String,
+        key: Option<String>,
     ) -> Result<Response<Full<Bytes>>, S::Error>
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
         ResBody: Body<Data = Bytes>,
         ResBody::Error: Into<BoxError>,
     {
+        let Some(key) = key else {
+            Counters::bump(&self.counters.unkeyed);
+            return forward(inner, request).await.map(|(response, _)| response);
+        };
         let lease = match self.decide(&key).await {
             Decision::Answer(response) => return Ok(response),
             Decision::Run(lease) => lease,
