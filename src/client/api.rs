@@ -78,8 +78,8 @@ impl WeChatClient {
 
     /// Sends a template message; returns WeChat's `msgid`.
     ///
-    /// Retried after errcode -1, 502/503 and connect failures; after a timeout, a dropped
-    /// connection or another 5xx only when the message has a
+    /// Retried after errcode -1, 503 and connect failures; after a timeout, a dropped
+    /// connection, a 502 or another 5xx only when the message has a
     /// [`client_msg_id`](TemplateMessage::client_msg_id) (WeChat then de-duplicates).
     pub async fn send_template_message(
         &self,
@@ -97,7 +97,7 @@ impl WeChatClient {
     }
 
     /// Sends a customer-service message. Not retried when the outcome is unknown (timeout,
-    /// dropped connection): it may have been delivered.
+    /// dropped connection, HTTP 502 or another 5xx but 503): it may have been delivered.
     pub async fn send_custom_message(&self, message: &CustomMessage) -> Result<(), ClientError> {
         let _: serde::de::IgnoredAny = self
             .post_json("/cgi-bin/message/custom/send", message, false)

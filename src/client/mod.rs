@@ -61,13 +61,15 @@
 //!
 //! # Delivered once
 //!
-//! A retry must not send a message twice. errcode `-1`, HTTP 502 / 503 and connect failures
-//! mean WeChat did not take the request, so they are always retried. A timeout, a dropped
-//! connection or another 5xx leaves it unknown whether WeChat sent the message, so those are
-//! retried only for requests marked [`Idempotent`]: token fetches, and template messages
-//! with a [`client_msg_id`](TemplateMessage::client_msg_id) (WeChat sends one message per
-//! openid + id within 10 minutes). Customer-service messages have no such id; their
-//! ambiguous failures come back as errors for the caller to judge.
+//! A retry must not send a message twice. errcode `-1` (WeChat: "system busy, try again
+//! later"), HTTP 503 and connect failures mean WeChat did not take the request, so they are
+//! always retried. A timeout, a dropped connection, a 502 (a gateway may answer it after the
+//! request reached WeChat's backend) or another 5xx leaves it unknown whether WeChat sent
+//! the message, so those are retried only for requests marked [`Idempotent`]: token
+//! fetches, and template messages with a [`client_msg_id`](TemplateMessage::client_msg_id)
+//! (WeChat sends one message per openid + id within 10 minutes). Customer-service messages
+//! have no such id; their ambiguous failures come back as errors for the caller to judge
+//! ([`ClientError::not_sent`] is `false` for them).
 //!
 //! # Defaults
 //!
