@@ -545,8 +545,9 @@ async fn the_background_sender_drains_its_queue_on_shutdown() {
     for n in 0..40 {
         sender.send(template(n).into()).await.unwrap();
     }
-    let report = sender.clone().shutdown().await;
-    assert_eq!((report.sent, report.failed), (40, 0));
+    let shutdown = sender.clone().shutdown().await;
+    assert_eq!((shutdown.report.sent, shutdown.report.failed), (40, 0));
+    assert!(shutdown.unsent.is_empty());
     assert_each_delivered_once(&standin, 40);
     assert!(matches!(
         sender.try_send(template(99).into()),
@@ -563,7 +564,7 @@ async fn the_background_sender_drains_its_queue_on_shutdown() {
         }
     }
     assert!(refused >= 3, "{refused}");
-    let report = sender.shutdown().await;
+    let report = sender.shutdown().await.report;
     assert_eq!(report.sent + refused, 5);
 }
 

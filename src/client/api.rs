@@ -168,6 +168,11 @@ impl WeChatClient {
         self.inner.breaker.stats()
     }
 
+    /// How long the circuit breaker stays open from now; `None` unless it is open.
+    pub(crate) fn breaker_open_for(&self) -> Option<Duration> {
+        self.inner.breaker.open_for()
+    }
+
     /// Retries made, and retries the budget refused.
     pub fn retry_stats(&self) -> RetryStats {
         self.inner.retry.stats()

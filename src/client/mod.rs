@@ -127,7 +127,9 @@ pub use read_body::{ErrCode, ReadBody, ReadBodyLayer, errcode};
 pub use redis_store::{RedisTokenStore, RedisTokenStoreBuilder};
 pub use retry::{Idempotent, RetryPolicy, RetryStats};
 pub use secret::{ApiToken, AppSecret};
-pub use sender::{BackgroundSender, Outgoing, QueueError, SenderReport};
+pub use sender::{
+    BackgroundSender, Outgoing, QueueError, SenderReport, SenderRetry, ShutdownReport, Unsent,
+};
 pub use source::{Endpoint, IssuedToken, TokenRequest, TokenSource, WeChatTokenSource};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use token::{AccessToken, AccessTokenLayer};
