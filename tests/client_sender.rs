@@ -2,7 +2,6 @@
 //! tried again, and what cannot be sent is handed back, never counted as failed.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -103,7 +102,10 @@ async fn messages_not_sent_during_an_outage_are_sent_once_it_ends() {
     assert!(shutdown.unsent.is_empty());
     let deliveries = api.deliveries.lock().unwrap();
     assert_eq!(deliveries.len(), 10);
-    assert!(deliveries.values().all(|count| *count == 1), "{deliveries:?}");
+    assert!(
+        deliveries.values().all(|count| *count == 1),
+        "{deliveries:?}"
+    );
 }
 
 #[tokio::test]
