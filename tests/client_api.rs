@@ -157,8 +157,10 @@ async fn busy_and_502_are_retried_with_jittered_backoff_under_the_cap() {
         _ => Act::Normal,
     });
     // Sequential sends so the -1 / 502 / ok cycle lines up with each message's attempts.
+    // With a client_msg_id: a 502 is retried only for idempotent sends.
     for n in 0..20 {
-        client.send_template_message(&template(n)).await.unwrap();
+        let message = template(n).client_msg_id(format!("id-{n}"));
+        client.send_template_message(&message).await.unwrap();
     }
     assert_each_delivered_once(&standin, 20);
     assert_eq!(standin.api_requests(), 60);
@@ -177,6 +179,50 @@ async fn busy_and_502_are_retried_with_jittered_backoff_under_the_cap() {
     // ...and jittered: not one fixed delay.
     let distinct: HashSet<u128> = gaps.iter().map(|gap| gap.as_micros() / 1_000).collect();
     assert!(distinct.len() >= 3, "{gaps:?}");
+}
+
+#[tokio::test]
+async fn a_502_is_not_retried_for_a_send_without_dedup_id_but_busy_and_503_are() {
+    let standin = StandIn::start().await;
+    let client = builder(&standin).build().unwrap();
+    client.access_token().await.unwrap();
+    // A 502 may follow a request that reached WeChat: not repeated, reported as maybe sent.
+    let mut seen = 0;
+    standin.api_plan(move |_| {
+        seen += 1;
+        if seen == 1 {
+            Act::Status(502)
+        } else {
+            Act::Normal
+        }
+    });
+    let custom = CustomMessage::text("oUser1234", "once");
+    let error = client.send_custom_message(&custom).await.unwrap_err();
+    assert!(
+        matches!(error, ClientError::Status(status) if status == 502),
+        "{error:?}"
+    );
+    assert!(!error.not_sent());
+    assert_eq!(standin.api_requests(), 1);
+    let error = client.send_template_message(&template(1)).await;
+    assert!(error.is_ok(), "{error:?}"); // the plan answers normally from now on
+    assert_eq!(client.retry_stats().retries, 0);
+
+    // -1 and 503 are retried for the same kind of send.
+    let mut seen = 0;
+    standin.api_plan(move |_| {
+        seen += 1;
+        match seen {
+            1 => Act::Busy,
+            2 => Act::Status(503),
+            _ => Act::Normal,
+        }
+    });
+    client
+        .send_custom_message(&CustomMessage::text("oUser1234", "busy first"))
+        .await
+        .unwrap();
+    assert_eq!(client.retry_stats().retries, 2);
 }
 
 #[tokio::test]
@@ -499,8 +545,9 @@ async fn the_background_sender_drains_its_queue_on_shutdown() {
     for n in 0..40 {
         sender.send(template(n).into()).await.unwrap();
     }
-    let report = sender.clone().shutdown().await;
-    assert_eq!((report.sent, report.failed), (40, 0));
+    let shutdown = sender.clone().shutdown().await;
+    assert_eq!((shutdown.report.sent, shutdown.report.failed), (40, 0));
+    assert!(shutdown.unsent.is_empty());
     assert_each_delivered_once(&standin, 40);
     assert!(matches!(
         sender.try_send(template(99).into()),
@@ -517,7 +564,7 @@ async fn the_background_sender_drains_its_queue_on_shutdown() {
         }
     }
     assert!(refused >= 3, "{refused}");
-    let report = sender.shutdown().await;
+    let report = sender.shutdown().await.report;
     assert_eq!(report.sent + refused, 5);
 }
 

@@ -14,20 +14,32 @@ use standin::{APPID, Act, SECRET, StandIn};
 use tower_wechat::client::{AppSecret, RetryPolicy, TemplateMessage, WeChatClient};
 
 /// Revokes the tokens at the 20th request; the first attempt at about one message in five
-/// gets -1, one in five 502, and one in ten gets 502 again on its second attempt.
+/// gets -1, one in five 502, and one in ten gets 502 again on its second attempt. Messages
+/// without a `client_msg_id` (odd `n` in the in-process test) get 503 instead of 502: a 502
+/// is not retried for them, since the request may have reached WeChat.
 fn misbehave(standin: &StandIn) {
     standin.message_plan(|n, key, attempt| {
         if n == 20 {
             return Act::RevokeTokens;
         }
         let bucket = key.bytes().map(u64::from).sum::<u64>() % 10;
+        let gateway = if without_dedup_id(key) { 503 } else { 502 };
         match (attempt, bucket) {
             (1, 0 | 1) => Act::Busy,
-            (1, 2 | 3) => Act::Status(502),
-            (2, 0) => Act::Status(502),
+            (1, 2 | 3) => Act::Status(gateway),
+            (2, 0) => Act::Status(gateway),
             _ => Act::Normal,
         }
     });
+}
+
+/// Whether the in-process test sent the message with this key without a `client_msg_id`
+/// (its `n`, in `{"n":{"value":"<n>"}}`, is odd). The example's keys hold no such number.
+fn without_dedup_id(key: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(key)
+        .ok()
+        .and_then(|value| value["n"]["value"].as_str()?.parse::<u64>().ok())
+        .is_some_and(|n| n % 2 == 1)
 }
 
 fn assert_each_delivered_once(standin: &StandIn, expected: usize) {
@@ -48,7 +60,8 @@ async fn every_message_is_delivered_once_through_revocation_busy_and_502() {
         .retry(RetryPolicy::new().base_delay(Duration::from_millis(10)))
         .build()
         .unwrap();
-    // Half with a client_msg_id, half without: -1 and 502 are retried either way.
+    // Half with a client_msg_id, half without: -1 and 503 are retried either way, 502 only
+    // with the id (the plan gives the others 503).
     let sends = (0..200).map(|n| {
         let client = client.clone();
         let mut message = TemplateMessage::new("oUser1234", "TEMPLATE_ID").data("n", n.to_string());

@@ -144,3 +144,50 @@ async fn unreachable_redis_fails_closed_without_calling_wechat() {
     assert_eq!(standin.token_requests(), 0);
     assert_eq!(standin.api_requests(), 0);
 }
+
+#[tokio::test]
+async fn a_replica_waiting_for_another_ones_refresh_fails_as_not_sent() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let standin = StandIn::start().await;
+    let prefix = prefix();
+    // Another replica holds the refresh lock (and never stores a token).
+    let mut connection = ConnectionManager::new(redis::Client::open(url.as_str()).unwrap())
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:{APPID}:lock"))
+        .arg("another-replica")
+        .arg("PX")
+        .arg(30_000)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let store = RedisTokenStore::builder(connection.clone())
+        .key_prefix(&prefix)
+        .poll_interval(Duration::from_millis(10));
+    let client = WeChatClient::builder(APPID, AppSecret::new(SECRET))
+        .base_url(standin.base_url())
+        .redis_store(store)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let error = client
+        .send_custom_message(&CustomMessage::text("oUser1234", "x"))
+        .await
+        .unwrap_err();
+    // Not "timed out, may have been delivered": it was never sent.
+    assert!(
+        matches!(&error, ClientError::Token(inner) if matches!(**inner, ClientError::Timeout(_))),
+        "{error:?}"
+    );
+    assert!(error.not_sent());
+    assert_eq!(standin.api_requests(), 0);
+    assert_eq!(client.breaker_stats().failures, 0);
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:{APPID}:lock"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+}

@@ -26,7 +26,7 @@ use super::{
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The assembled stack: `CircuitBreaker → Retry → Timeout → AccessToken → ReadBody → HTTP`.
+/// The assembled stack: `CircuitBreaker → Retry → AccessToken → Timeout → ReadBody → HTTP`.
 pub type ClientService = BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, ClientError>;
 
 /// A WeChat API client: one call sends a message, with the access_token, retries, per-attempt
@@ -69,6 +69,7 @@ impl WeChatClient {
             source: None,
             refresh_margin: AccessTokenLayer::DEFAULT_REFRESH_MARGIN,
             timeout: WeChatClientBuilder::DEFAULT_TIMEOUT,
+            token_wait: None,
             retry: RetryPolicy::new(),
             breaker: CircuitBreakerLayer::new(),
             #[cfg(feature = "redis")]
@@ -78,8 +79,8 @@ impl WeChatClient {
 
     /// Sends a template message; returns WeChat's `msgid`.
     ///
-    /// Retried after errcode -1, 502/503 and connect failures; after a timeout, a dropped
-    /// connection or another 5xx only when the message has a
+    /// Retried after errcode -1, 503 and connect failures; after a timeout, a dropped
+    /// connection, a 502 or another 5xx only when the message has a
     /// [`client_msg_id`](TemplateMessage::client_msg_id) (WeChat then de-duplicates).
     pub async fn send_template_message(
         &self,
@@ -97,7 +98,7 @@ impl WeChatClient {
     }
 
     /// Sends a customer-service message. Not retried when the outcome is unknown (timeout,
-    /// dropped connection): it may have been delivered.
+    /// dropped connection, HTTP 502 or another 5xx but 503): it may have been delivered.
     pub async fn send_custom_message(&self, message: &CustomMessage) -> Result<(), ClientError> {
         let _: serde::de::IgnoredAny = self
             .post_json("/cgi-bin/message/custom/send", message, false)
@@ -114,6 +115,10 @@ impl WeChatClient {
     /// POSTs `body` as JSON to `path` (e.g. `/cgi-bin/message/custom/send`) through the
     /// stack and reads the answer: a non-zero errcode is an [`ApiError`]. `idempotent`
     /// allows retries whose first attempt may have been carried out.
+    ///
+    /// `path` must start with `/` and hold no `//`, `@`, `\\` or `#`; otherwise it is
+    /// refused with [`ClientError::InvalidInput`] and nothing is sent (pasted after the base
+    /// URL, such a path could name another host, and the access_token would go there).
     pub async fn post_json<R: DeserializeOwned>(
         &self,
         path: &str,
@@ -137,7 +142,9 @@ impl WeChatClient {
     }
 
     /// Sends `request` (its URI under the base URL, without `access_token`) through the
-    /// stack, and returns the buffered answer as it came.
+    /// stack, and returns the buffered answer as it came. A request to another scheme, host
+    /// or port than the base URL's is refused with [`ClientError::InvalidInput`], unsent
+    /// and without the token.
     pub async fn call(
         &self,
         request: Request<Full<Bytes>>,
@@ -159,6 +166,11 @@ impl WeChatClient {
     /// The circuit breaker's state and counters.
     pub fn breaker_stats(&self) -> BreakerStats {
         self.inner.breaker.stats()
+    }
+
+    /// How long the circuit breaker stays open from now; `None` unless it is open.
+    pub(crate) fn breaker_open_for(&self) -> Option<Duration> {
+        self.inner.breaker.open_for()
     }
 
     /// Retries made, and retries the budget refused.
@@ -218,6 +230,7 @@ pub struct WeChatClientBuilder {
     source: Option<Arc<dyn TokenSource>>,
     refresh_margin: Duration,
     timeout: Duration,
+    token_wait: Option<Duration>,
     retry: RetryPolicy,
     breaker: CircuitBreakerLayer,
     #[cfg(feature = "redis")]
@@ -264,9 +277,20 @@ impl WeChatClientBuilder {
         self
     }
 
-    /// The per-attempt timeout (default [`Self::DEFAULT_TIMEOUT`]).
+    /// The per-attempt timeout (default [`Self::DEFAULT_TIMEOUT`]). It times the HTTP
+    /// exchange only, not the wait for an access_token: [`ClientError::Timeout`] means the
+    /// request went out and may have been carried out.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long a call waits for an access_token (default: the per-attempt
+    /// [`timeout`](Self::timeout)). A call that waits longer fails with
+    /// [`ClientError::Token`]`(`[`ClientError::Timeout`]`)`, whose
+    /// [`not_sent`](ClientError::not_sent) is `true`; the token fetch goes on for later calls.
+    pub fn token_wait(mut self, wait: Duration) -> Self {
+        self.token_wait = Some(wait);
         self
     }
 
@@ -325,12 +349,16 @@ impl WeChatClientBuilder {
             Some(store) => Arc::new(store.build(&self.appid, source)?),
             None => source,
         };
-        let tokens = AccessTokenLayer::new(source).refresh_margin(self.refresh_margin);
+        let tokens = AccessTokenLayer::new(source)
+            .base_url(&self.base_url)?
+            .refresh_margin(self.refresh_margin)
+            .token_wait(self.token_wait.unwrap_or(self.timeout));
+        // The timeout inside the token layer: it times the HTTP exchange, not the token wait.
         let stack = ServiceBuilder::new()
             .layer(self.breaker.clone())
             .retry(self.retry.clone())
-            .layer(TimeoutLayer::new(self.timeout))
             .layer(tokens.clone())
+            .layer(TimeoutLayer::new(self.timeout))
             .service(http);
         Ok(WeChatClient {
             inner: Arc::new(Inner {
@@ -352,6 +380,7 @@ impl fmt::Debug for WeChatClientBuilder {
             .field("base_url", &self.base_url)
             .field("endpoint", &self.endpoint)
             .field("timeout", &self.timeout)
+            .field("token_wait", &self.token_wait)
             .finish_non_exhaustive()
     }
 }

@@ -50,8 +50,15 @@ pub struct BreakerStats {
 /// closing on a success and opening again on a failure.
 ///
 /// A failure is an error, an HTTP 5xx, or errcode `-1` (WeChat busy). Other errcodes are
-/// answers, not outages. Put it outside the retry layer: one call is the whole retried
-/// sequence, so the breaker opens when retries no longer help.
+/// answers, not outages. Errors that say nothing about WeChat's API — no access_token
+/// ([`ClientError::Token`]: the token cache retries and shares its fetch's error on its
+/// own), the shared token store ([`ClientError::Store`]), bad input — count neither way; a
+/// probe that ends so frees its slot. Put it outside the retry layer: one call is the whole
+/// retried sequence, so the breaker opens when retries no longer help.
+///
+/// Every change of state starts a new generation: an outcome of a call admitted under an
+/// earlier one (a probe of an earlier half-open round, a call let through before the
+/// breaker opened) is counted in the stats but does not move the breaker.
 ///
 /// One layer is one breaker: every service it builds shares the state.
 ///
@@ -81,6 +88,10 @@ struct Shared {
 
 struct State {
     mode: Mode,
+    /// Moves on every change of mode: an outcome admitted under an older one is counted but
+    /// does not move the breaker (a probe of an earlier half-open round cannot close it or
+    /// free a slot of this round; a call admitted before it opened cannot reopen it).
+    generation: u64,
     consecutive_failures: u32,
     successes: u64,
     failures: u64,
@@ -156,6 +167,11 @@ impl CircuitBreakerLayer {
         }
     }
 
+    /// How long the breaker stays open from now; `None` unless it is open.
+    pub(crate) fn open_for(&self) -> Option<Duration> {
+        self.shared.open_for()
+    }
+
     fn with_settings(failure_threshold: u32, open_duration: Duration, probes: u32) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -164,6 +180,7 @@ impl CircuitBreakerLayer {
                 half_open_probes: probes.max(1),
                 state: Mutex::new(State {
                     mode: Mode::Closed,
+                    generation: 0,
                     consecutive_failures: 0,
                     successes: 0,
                     failures: 0,
@@ -203,11 +220,26 @@ impl<S> Layer<S> for CircuitBreakerLayer {
     }
 }
 
-/// How a call was let through.
+/// How a call was let through, and in which generation of the breaker's state.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Admission {
+struct Admission {
+    kind: Kind,
+    generation: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
     Normal,
     Probe,
+}
+
+/// What a call's outcome says about WeChat's health.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Outcome {
+    Success,
+    Failure,
+    /// Nothing: the call did not reach WeChat for reasons of its own (no token, bad input).
+    Neutral,
 }
 
 impl Shared {
@@ -225,67 +257,102 @@ impl Shared {
                 state.rejected += 1;
                 return None;
             }
-            state.mode = Mode::HalfOpen { probes: 0 };
+            state.set_mode(Mode::HalfOpen { probes: 0 });
         }
-        match state.mode {
+        let kind = match state.mode {
             Mode::HalfOpen { probes } if probes < self.half_open_probes => {
+                // The same round: the generation stays.
                 state.mode = Mode::HalfOpen { probes: probes + 1 };
-                Some(Admission::Probe)
+                Kind::Probe
             }
             Mode::HalfOpen { .. } | Mode::Open { .. } => {
                 state.rejected += 1;
-                None
+                return None;
             }
-            Mode::Closed => Some(Admission::Normal),
-        }
+            Mode::Closed => Kind::Normal,
+        };
+        Some(Admission {
+            kind,
+            generation: state.generation,
+        })
     }
 
-    fn record(&self, admission: Admission, failed: bool) {
+    fn record(&self, admission: Admission, outcome: Outcome) {
         let mut state = self.lock();
-        if failed {
-            state.failures += 1;
-        } else {
-            state.successes += 1;
+        match outcome {
+            Outcome::Success => state.successes += 1,
+            Outcome::Failure => state.failures += 1,
+            Outcome::Neutral => {}
         }
-        match (state.mode, admission, failed) {
-            (Mode::HalfOpen { .. }, Admission::Probe, false) => {
-                state.mode = Mode::Closed;
+        if admission.generation != state.generation {
+            // Admitted under an earlier state (an earlier half-open round, or before the
+            // breaker opened): counted, but it does not move the breaker.
+            return;
+        }
+        match (state.mode, admission.kind, outcome) {
+            (Mode::HalfOpen { .. }, Kind::Probe, Outcome::Success) => {
+                state.set_mode(Mode::Closed);
                 state.consecutive_failures = 0;
                 tracing::info!("circuit breaker closed: WeChat answered a probe");
             }
-            (Mode::HalfOpen { .. }, Admission::Probe, true) => self.open(&mut state),
-            (Mode::Closed, _, false) => state.consecutive_failures = 0,
-            (Mode::Closed, _, true) => {
+            (Mode::HalfOpen { .. }, Kind::Probe, Outcome::Failure) => self.open(&mut state),
+            // A probe that says nothing frees its slot for another.
+            (Mode::HalfOpen { probes }, Kind::Probe, Outcome::Neutral) => {
+                state.mode = Mode::HalfOpen {
+                    probes: probes.saturating_sub(1),
+                };
+            }
+            (Mode::Closed, _, Outcome::Success) => state.consecutive_failures = 0,
+            (Mode::Closed, _, Outcome::Failure) => {
                 state.consecutive_failures += 1;
                 if state.consecutive_failures >= self.failure_threshold {
                     self.open(&mut state);
                 }
             }
-            // Calls admitted before the breaker opened do not move it.
             _ => {}
         }
     }
 
-    /// A probe that ended without an outcome (its future was dropped) frees its slot.
+    /// A probe that ended without an outcome (its future was dropped) frees its slot, if
+    /// its round is still on.
     fn abandon(&self, admission: Admission) {
         let mut state = self.lock();
-        if let (Mode::HalfOpen { probes }, Admission::Probe) = (state.mode, admission) {
+        if admission.generation != state.generation {
+            return;
+        }
+        if let (Mode::HalfOpen { probes }, Kind::Probe) = (state.mode, admission.kind) {
             state.mode = Mode::HalfOpen {
                 probes: probes.saturating_sub(1),
             };
         }
     }
 
+    /// How long the breaker stays open from now; `None` unless it is open.
+    fn open_for(&self) -> Option<Duration> {
+        match self.lock().mode {
+            Mode::Open { until } => until.checked_duration_since(Instant::now()),
+            Mode::Closed | Mode::HalfOpen { .. } => None,
+        }
+    }
+
     fn open(&self, state: &mut State) {
-        state.mode = Mode::Open {
-            until: Instant::now() + self.open_duration,
-        };
+        let until = Instant::now()
+            .checked_add(self.open_duration)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        state.set_mode(Mode::Open { until });
         state.consecutive_failures = 0;
         state.opened += 1;
         tracing::warn!(
             open_for = ?self.open_duration,
             "circuit breaker opened: WeChat calls fail fast"
         );
+    }
+}
+
+impl State {
+    fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+        self.generation = self.generation.wrapping_add(1);
     }
 }
 
@@ -329,11 +396,19 @@ where
     }
 }
 
-/// Whether an outcome counts against WeChat's health.
-fn failed(result: &Result<Response<Bytes>, ClientError>) -> bool {
+/// What an outcome says about WeChat's health.
+fn outcome(result: &Result<Response<Bytes>, ClientError>) -> Outcome {
     match result {
-        Ok(response) => response.status().is_server_error() || errcode(response) == Some(-1),
-        Err(_) => true,
+        Ok(response) if response.status().is_server_error() || errcode(response) == Some(-1) => {
+            Outcome::Failure
+        }
+        Ok(_) => Outcome::Success,
+        // Not sent for reasons of the caller's own: no access_token (its source retries and
+        // shares its errors on its own; a shared store may be what failed), bad input.
+        Err(ClientError::Token(_) | ClientError::InvalidInput(_) | ClientError::Store(_)) => {
+            Outcome::Neutral
+        }
+        Err(_) => Outcome::Failure,
     }
 }
 
@@ -363,7 +438,7 @@ where
             Poll::Pending => return Poll::Pending,
         };
         if let Some((shared, admission)) = this.shared.take() {
-            shared.record(admission, failed(&result));
+            shared.record(admission, outcome(&result));
         }
         Poll::Ready(result)
     }
@@ -428,6 +503,65 @@ mod tests {
             ),
             (2, 1, 2, 4)
         );
+    }
+
+    #[tokio::test]
+    async fn a_probe_of_an_earlier_half_open_round_does_not_move_the_breaker() {
+        let layer = CircuitBreakerLayer::new()
+            .failure_threshold(1)
+            .open_duration(Duration::from_millis(10))
+            .half_open_probes(3);
+        let service = service(&layer);
+        service.clone().oneshot(503).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Round 1: three probes admitted; the failing one reopens the breaker.
+        let mut held = service.clone();
+        let slow_success = held.call(200);
+        let slow_abandoned = held.call(200);
+        held.call(500).await.unwrap();
+        assert_eq!(layer.stats().state, BreakerState::Open);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Round 2: every slot taken by new probes.
+        let probe_a = held.call(500);
+        let probe_b = held.call(200);
+        let probe_c = held.call(200);
+        assert!(matches!(
+            service.clone().oneshot(200).await,
+            Err(ClientError::CircuitOpen)
+        ));
+        // Round 1's success does not close the breaker...
+        slow_success.await.unwrap();
+        assert_eq!(layer.stats().state, BreakerState::HalfOpen);
+        // ...and its abandoned probe does not free a slot of round 2.
+        drop(slow_abandoned);
+        assert!(matches!(
+            service.clone().oneshot(200).await,
+            Err(ClientError::CircuitOpen)
+        ));
+        // Round 2's own outcome decides.
+        probe_a.await.unwrap();
+        assert_eq!(layer.stats().state, BreakerState::Open);
+        drop((probe_b, probe_c));
+        let stats = layer.stats();
+        assert_eq!((stats.opened, stats.successes), (3, 1), "{stats:?}");
+    }
+
+    #[tokio::test]
+    async fn errors_that_say_nothing_about_wechat_do_not_move_the_breaker() {
+        let layer = CircuitBreakerLayer::new()
+            .failure_threshold(1)
+            .open_duration(Duration::from_millis(10));
+        let refusing = layer.layer(tower::service_fn(|error: u8| async move {
+            Err::<Response<Bytes>, _>(match error {
+                0 => ClientError::Token(Box::new(ClientError::Timeout(Duration::from_secs(1)))),
+                _ => ClientError::InvalidInput("x".into()),
+            })
+        }));
+        for error in [0, 1, 0] {
+            refusing.clone().oneshot(error).await.unwrap_err();
+        }
+        assert_eq!(layer.stats().state, BreakerState::Closed);
+        assert_eq!(layer.stats().failures, 0);
     }
 
     #[tokio::test]

@@ -5,16 +5,19 @@
 //! used (and rearranged) on their own, outermost first:
 //!
 //! ```text
-//! call ─► CircuitBreaker ─► Retry(backoff+jitter, budget) ─► Timeout(per attempt) ─► AccessToken ─► ReadBody ─► HTTP client
+//! call ─► CircuitBreaker ─► Retry(backoff+jitter, budget) ─► AccessToken ─► Timeout(per attempt) ─► ReadBody ─► HTTP client
 //! ```
 //!
 //! - [`CircuitBreakerLayer`]: fails fast with [`ClientError::CircuitOpen`] while WeChat keeps
 //!   failing.
 //! - [`RetryPolicy`]: a `tower::retry::Policy` with exponential backoff, full jitter, a cap
 //!   and a budget.
-//! - [`TimeoutLayer`]: each attempt's time limit.
 //! - [`AccessTokenLayer`]: the cached token, refreshed ahead of expiry, one fetch at a time;
 //!   a refused token (40001 / 40014 / 42001) is replaced once and the call retried once.
+//!   The wait for a token is bounded on its own and fails as [`ClientError::Token`]
+//!   (not sent); the token goes only to the base URL's scheme, host and port.
+//! - [`TimeoutLayer`]: each attempt's time limit, on the HTTP exchange alone, so that a
+//!   [`ClientError::Timeout`] always means "sent, outcome unknown".
 //! - [`ReadBodyLayer`]: buffers answers and types the HTTP client's errors.
 //! - [`http_client`]: hyper-util's pooled client with rustls (ring, Mozilla's roots).
 //!
@@ -51,8 +54,8 @@
 //! let service = ServiceBuilder::new()
 //!     .layer(CircuitBreakerLayer::new())
 //!     .retry(RetryPolicy::new())
+//!     .layer(AccessTokenLayer::new(source).base_url(WECHAT_API_BASE)?)
 //!     .layer(TimeoutLayer::new(Duration::from_secs(5)))
-//!     .layer(AccessTokenLayer::new(source))
 //!     .service(http);
 //! # let _ = service;
 //! # Ok(())
@@ -61,20 +64,23 @@
 //!
 //! # Delivered once
 //!
-//! A retry must not send a message twice. errcode `-1`, HTTP 502 / 503 and connect failures
-//! mean WeChat did not take the request, so they are always retried. A timeout, a dropped
-//! connection or another 5xx leaves it unknown whether WeChat sent the message, so those are
-//! retried only for requests marked [`Idempotent`]: token fetches, and template messages
-//! with a [`client_msg_id`](TemplateMessage::client_msg_id) (WeChat sends one message per
-//! openid + id within 10 minutes). Customer-service messages have no such id; their
-//! ambiguous failures come back as errors for the caller to judge.
+//! A retry must not send a message twice. errcode `-1` (WeChat: "system busy, try again
+//! later"), HTTP 503 and connect failures mean WeChat did not take the request, so they are
+//! always retried. A timeout, a dropped connection, a 502 (a gateway may answer it after the
+//! request reached WeChat's backend) or another 5xx leaves it unknown whether WeChat sent
+//! the message, so those are retried only for requests marked [`Idempotent`]: token
+//! fetches, and template messages with a [`client_msg_id`](TemplateMessage::client_msg_id)
+//! (WeChat sends one message per openid + id within 10 minutes). Customer-service messages
+//! have no such id; their ambiguous failures come back as errors for the caller to judge
+//! ([`ClientError::not_sent`] is `false` for them).
 //!
 //! # Defaults
 //!
 //! | what | default |
 //! |---|---|
 //! | token refresh | 5 min before expiry (at most half the lifetime), in the background |
-//! | per-attempt timeout | 5 s |
+//! | per-attempt timeout | 5 s (the HTTP exchange only) |
+//! | wait for an access_token | the per-attempt timeout |
 //! | retries | 3 attempts, 100 ms base, 2 s cap, full jitter; budget 20 % of calls + 10/s over 10 s |
 //! | circuit breaker | opens after 5 consecutive failed calls, 10 s open, 1 probe |
 //! | answer body limit | 1 MiB |
@@ -121,7 +127,9 @@ pub use read_body::{ErrCode, ReadBody, ReadBodyLayer, errcode};
 pub use redis_store::{RedisTokenStore, RedisTokenStoreBuilder};
 pub use retry::{Idempotent, RetryPolicy, RetryStats};
 pub use secret::{ApiToken, AppSecret};
-pub use sender::{BackgroundSender, Outgoing, QueueError, SenderReport};
+pub use sender::{
+    BackgroundSender, Outgoing, QueueError, SenderReport, SenderRetry, ShutdownReport, Unsent,
+};
 pub use source::{Endpoint, IssuedToken, TokenRequest, TokenSource, WeChatTokenSource};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use token::{AccessToken, AccessTokenLayer};

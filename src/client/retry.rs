@@ -23,13 +23,18 @@ pub struct Idempotent;
 /// Retries what is safe to retry, with backoff, jitter and a budget.
 ///
 /// Retried:
-/// - errcode `-1` (WeChat busy: the call was not carried out) and HTTP 502 / 503 (WeChat's
-///   gateway did not pass the request on);
+/// - errcode `-1` (WeChat documents it as "system busy, try again later": the call was not
+///   carried out) and HTTP 503 (the service refused the request);
 /// - connect failures (nothing was sent).
 ///
 /// Retried only for [`Idempotent`] requests, because WeChat may have carried the first try
 /// out and a repeat would deliver a message twice:
-/// - timeouts, connections dropped after sending, and other 5xx (500, 504, ...).
+/// - timeouts, connections dropped after sending, and 5xx other than 503 — HTTP 502
+///   included: a gateway can answer 502 after the request reached WeChat's backend (the
+///   backend's answer was lost or malformed), so for a non-idempotent request (a
+///   customer-service message, a template message without `client_msg_id`) a 502 comes back
+///   to the caller as [`ClientError::Status`], whose
+///   [`not_sent`](ClientError::not_sent) is `false`: it may have been delivered.
 ///
 /// Never retried: any other errcode (token errors are handled by
 /// [`AccessTokenLayer`](super::AccessTokenLayer)), 4xx, an open circuit, a failed token
@@ -178,7 +183,8 @@ impl Default for RetryPolicy {
 pub(crate) fn retryable(idempotent: bool, result: &Result<Response<Bytes>, ClientError>) -> bool {
     match result {
         Ok(response) => match response.status() {
-            StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => true,
+            StatusCode::SERVICE_UNAVAILABLE => true,
+            // 502 included: the gateway may have passed the request on before failing.
             status if status.is_server_error() => idempotent,
             _ => errcode(response) == Some(-1),
         },
@@ -277,7 +283,6 @@ mod tests {
                 idempotent,
                 &answer(200, r#"{"errcode":-1,"errmsg":"system error"}"#)
             ));
-            assert!(retryable(idempotent, &answer(502, "")));
             assert!(retryable(idempotent, &answer(503, "")));
             assert!(retryable(idempotent, &Err(ClientError::connect(io()))));
             assert!(!retryable(
@@ -300,6 +305,7 @@ mod tests {
             ));
             // Ambiguous: WeChat may have carried the request out.
             assert_eq!(retryable(idempotent, &answer(500, "")), idempotent);
+            assert_eq!(retryable(idempotent, &answer(502, "")), idempotent);
             assert_eq!(retryable(idempotent, &answer(504, "")), idempotent);
             assert_eq!(
                 retryable(

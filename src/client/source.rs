@@ -44,12 +44,17 @@ impl TokenRequest {
     }
 }
 
+/// The longest validity the client believes of a token: 4 hours, twice what WeChat issues
+/// (7200 s). A longer `expires_in` (a broken stand-in, `u64::MAX`) is capped to it.
+pub(crate) const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(2 * 7200);
+
 /// A token and how long it stays valid from now.
 #[derive(Clone, Debug)]
 pub struct IssuedToken {
     /// The token.
     pub token: ApiToken,
-    /// Its remaining validity (WeChat's `expires_in`, 7200 s for a new token).
+    /// Its remaining validity (WeChat's `expires_in`, 7200 s for a new token). The cache
+    /// believes at most 4 hours, and refuses a token with none (zero).
     pub expires_in: Duration,
 }
 
@@ -211,7 +216,7 @@ pub(crate) fn parse_token(response: &Response<Bytes>) -> Result<IssuedToken, Cli
     match (answer.access_token, answer.expires_in) {
         (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => Ok(IssuedToken {
             token: ApiToken::new(token),
-            expires_in: Duration::from_secs(expires_in),
+            expires_in: Duration::from_secs(expires_in).min(MAX_TOKEN_LIFETIME),
         }),
         _ => Err(ClientError::InvalidResponse(
             "token answer without access_token or expires_in".into(),
@@ -246,6 +251,13 @@ mod tests {
             parse_token(&answer(200, r#"{"access_token":"T1","expires_in":7200}"#)).unwrap();
         assert_eq!(issued.token.expose(), "T1");
         assert_eq!(issued.expires_in, Duration::from_secs(7200));
+        // A huge expires_in is capped instead of overflowing the clock later.
+        let issued = parse_token(&answer(
+            200,
+            r#"{"access_token":"T1","expires_in":18446744073709551615}"#,
+        ))
+        .unwrap();
+        assert_eq!(issued.expires_in, MAX_TOKEN_LIFETIME);
         let error = parse_token(&answer(
             200,
             r#"{"errcode":40125,"errmsg":"invalid appsecret"}"#,

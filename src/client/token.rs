@@ -16,10 +16,13 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use futures_util::FutureExt;
+
 use super::error::is_token_errcode;
 use super::read_body::errcode;
-use super::source::{TokenRequest, TokenSource};
-use super::{ApiToken, ClientError};
+use super::source::{MAX_TOKEN_LIFETIME, TokenRequest, TokenSource};
+use super::url::{BaseUrl, Origin};
+use super::{ApiToken, ClientError, WECHAT_API_BASE};
 
 /// Applies [`AccessToken`]: appends `access_token=...` to each request's query.
 ///
@@ -34,6 +37,16 @@ use super::{ApiToken, ClientError};
 /// - **Refused token.** On errcode 40001 / 40014 / 42001 the layer drops the token, fetches
 ///   a new one (once for all the callers that saw it refused, and not at all if a newer
 ///   token already replaced it) and retries the call once with it.
+/// - **Only to the API.** The token is put only on requests to the configured API origin
+///   (scheme, host and port; [`WECHAT_API_BASE`] unless set with [`base_url`](Self::base_url)).
+///   Any other request is refused with [`ClientError::InvalidInput`] and not sent.
+/// - **Bounded wait.** A caller waits for a token at most [`token_wait`](Self::token_wait)
+///   (5 s by default); then it fails with [`ClientError::Token`] holding
+///   [`ClientError::Timeout`] — nothing was sent, so [`ClientError::not_sent`] is `true`.
+///   The fetch itself goes on for the next callers. Put a per-attempt
+///   [`TimeoutLayer`](super::TimeoutLayer) *inside* this layer, so that it times the HTTP
+///   exchange only: a timeout there means the request may have been carried out, and a
+///   slow token must not be reported so.
 ///
 /// One layer is one cache, shared by every service it builds; clone the layer to share it.
 ///
@@ -46,7 +59,7 @@ use super::{ApiToken, ClientError};
 /// let http = ReadBodyLayer::new().layer(http_client()?);
 /// let source = WeChatTokenSource::new(http.clone(), WECHAT_API_BASE, "wx1234", AppSecret::new("secret"))?;
 /// let service = tower::ServiceBuilder::new()
-///     .layer(AccessTokenLayer::new(source))
+///     .layer(AccessTokenLayer::new(source).base_url(WECHAT_API_BASE)?)
 ///     .service(http);
 /// # let _ = service;
 /// # Ok(())
@@ -57,6 +70,8 @@ use super::{ApiToken, ClientError};
 #[must_use]
 pub struct AccessTokenLayer {
     cache: Arc<TokenCache>,
+    origin: Arc<Origin>,
+    wait: Duration,
 }
 
 impl AccessTokenLayer {
@@ -64,36 +79,66 @@ impl AccessTokenLayer {
     /// last 7200 s; after a new one is issued the old one works for 5 more minutes).
     pub const DEFAULT_REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
-    /// A layer with an empty cache over `source`.
+    /// How long a caller waits for a token by default: 5 s.
+    pub const DEFAULT_TOKEN_WAIT: Duration = Duration::from_secs(5);
+
+    /// A layer with an empty cache over `source`, for requests to [`WECHAT_API_BASE`].
     pub fn new(source: impl TokenSource) -> Self {
-        Self::with(Arc::new(source), Self::DEFAULT_REFRESH_MARGIN)
+        let origin = BaseUrl::parse(WECHAT_API_BASE)
+            .map(|base| base.origin())
+            .unwrap_or_else(|_| Origin::nowhere());
+        Self {
+            cache: TokenCache::new(Arc::new(source), Self::DEFAULT_REFRESH_MARGIN),
+            origin: Arc::new(origin),
+            wait: Self::DEFAULT_TOKEN_WAIT,
+        }
+    }
+
+    /// Where the API is: only requests to this URL's scheme, host and port get the token.
+    pub fn base_url(mut self, url: &str) -> Result<Self, ClientError> {
+        self.origin = Arc::new(BaseUrl::parse(url)?.origin());
+        Ok(self)
     }
 
     /// Refreshes `margin` before expiry (at most half the token's lifetime). Starts an
     /// empty cache.
-    pub fn refresh_margin(self, margin: Duration) -> Self {
-        Self::with(self.cache.source.clone(), margin)
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.cache = TokenCache::new(self.cache.source.clone(), margin);
+        self
     }
 
-    /// The current token, fetched if need be.
+    /// How long a caller waits for a token (default [`Self::DEFAULT_TOKEN_WAIT`]) before it
+    /// fails with [`ClientError::Token`]`(`[`ClientError::Timeout`]`)`.
+    pub fn token_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The current token, fetched if need be (waiting at most the
+    /// [`token_wait`](Self::token_wait)).
     pub async fn token(&self) -> Result<ApiToken, ClientError> {
-        self.cache.get().await
+        bounded(self.wait, self.cache.get()).await
     }
 
     /// How many times the cache has called its token source.
     pub fn fetches(&self) -> u64 {
         self.cache.fetches.load(Ordering::Relaxed)
     }
+}
 
-    fn with(source: Arc<dyn TokenSource>, margin: Duration) -> Self {
-        Self {
-            cache: Arc::new(TokenCache {
-                source,
-                margin,
-                state: RwLock::new(State::default()),
-                refresh: Arc::new(tokio::sync::Mutex::new(())),
-                fetches: AtomicU64::new(0),
-            }),
+/// `token`, or a [`ClientError::Token`] timeout after `wait`.
+async fn bounded(
+    wait: Duration,
+    token: impl Future<Output = Result<ApiToken, ClientError>>,
+) -> Result<ApiToken, ClientError> {
+    match tokio::time::timeout(wait, token).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                ?wait,
+                "no WeChat access_token in time; the call was not sent"
+            );
+            Err(ClientError::Token(Box::new(ClientError::Timeout(wait))))
         }
     }
 }
@@ -101,7 +146,9 @@ impl AccessTokenLayer {
 impl fmt::Debug for AccessTokenLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessTokenLayer")
+            .field("origin", &self.origin)
             .field("refresh_margin", &self.cache.margin)
+            .field("token_wait", &self.wait)
             .field("fetches", &self.fetches())
             .finish_non_exhaustive()
     }
@@ -114,6 +161,8 @@ impl<S> Layer<S> for AccessTokenLayer {
         AccessToken {
             inner,
             cache: self.cache.clone(),
+            origin: self.origin.clone(),
+            wait: self.wait,
         }
     }
 }
@@ -143,6 +192,16 @@ struct Cached {
 }
 
 impl TokenCache {
+    fn new(source: Arc<dyn TokenSource>, margin: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            source,
+            margin,
+            state: RwLock::new(State::default()),
+            refresh: Arc::new(tokio::sync::Mutex::new(())),
+            fetches: AtomicU64::new(0),
+        })
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state
             .read()
@@ -243,27 +302,31 @@ impl TokenCache {
         }
     }
 
-    /// Calls the source (under the refresh lock) and stores the outcome.
+    /// Calls the source (under the refresh lock) and stores the outcome: the new token, or
+    /// the error (a panic of the source included) for every caller that waited for it.
     async fn fetch(&self, rejected: Option<ApiToken>) -> Result<ApiToken, ClientError> {
         let started = Instant::now();
         let mut request = TokenRequest::new(self.margin);
         request.rejected = rejected;
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let result = self.source.fetch(&request).await;
+        let result = std::panic::AssertUnwindSafe(self.source.fetch(&request))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(ClientError::InvalidResponse(
+                    "the token source panicked".into(),
+                ))
+            })
+            .and_then(|issued| self.to_cache(started, issued.token, issued.expires_in));
+        // Everything that can fail is done: the epoch and the outcome change together.
         let mut state = self.write();
         state.epoch += 1;
         match result {
-            Ok(issued) => {
-                let lifetime = issued.expires_in;
-                let ahead = self.margin.min(lifetime / 2);
-                state.current = Some(Cached {
-                    token: issued.token.clone(),
-                    refresh_at: started + (lifetime - ahead),
-                    expires_at: started + lifetime,
-                });
+            Ok(cached) => {
+                let token = cached.token.clone();
+                state.current = Some(cached);
                 state.last_error = None;
-                tracing::debug!(expires_in = ?lifetime, "fetched a WeChat access_token");
-                Ok(issued.token)
+                Ok(token)
             }
             Err(error) => {
                 tracing::warn!(%error, "fetching a WeChat access_token failed");
@@ -281,11 +344,42 @@ impl TokenCache {
     }
 }
 
+impl TokenCache {
+    /// A fetched token's cache entry. Its lifetime is capped at [`MAX_TOKEN_LIFETIME`] (a
+    /// source's `u64::MAX` seconds must not overflow the clock); none at all is an error.
+    fn to_cache(
+        &self,
+        started: Instant,
+        token: ApiToken,
+        expires_in: Duration,
+    ) -> Result<Cached, ClientError> {
+        let lifetime = expires_in.min(MAX_TOKEN_LIFETIME);
+        if lifetime.is_zero() {
+            return Err(ClientError::InvalidResponse(
+                "the token source gave a token with no validity".into(),
+            ));
+        }
+        let ahead = self.margin.min(lifetime / 2);
+        let overflow =
+            || ClientError::InvalidResponse("the token's expiry is beyond the clock".into());
+        let expires_at = started.checked_add(lifetime).ok_or_else(overflow)?;
+        let refresh_at = started.checked_add(lifetime - ahead).ok_or_else(overflow)?;
+        tracing::debug!(expires_in = ?lifetime, "fetched a WeChat access_token");
+        Ok(Cached {
+            token,
+            refresh_at,
+            expires_at,
+        })
+    }
+}
+
 /// Puts the access_token on each call; see [`AccessTokenLayer`].
 #[derive(Clone)]
 pub struct AccessToken<S> {
     inner: S,
     cache: Arc<TokenCache>,
+    origin: Arc<Origin>,
+    wait: Duration,
 }
 
 impl<S> fmt::Debug for AccessToken<S> {
@@ -313,8 +407,18 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let cache = self.cache.clone();
+        let on_origin = Origin::of(request.uri()).as_ref() == Some(&*self.origin);
+        let wait = self.wait;
         ResponseFuture(Box::pin(async move {
-            let token = cache.get().await?;
+            if !on_origin {
+                tracing::warn!("refused a request off the WeChat API's origin: no access_token");
+                return Err(ClientError::InvalidInput(
+                    "the request's URL is not on the API's scheme, host and port; \
+                     the access_token is not sent there"
+                        .into(),
+                ));
+            }
+            let token = bounded(wait, cache.get()).await?;
             let again = request.clone();
             let response = inner
                 .call(with_token(request, &token)?)
@@ -329,7 +433,7 @@ where
                 }
                 _ => return Ok(response),
             }
-            let token = cache.replace_rejected(&token).await?;
+            let token = bounded(wait, cache.replace_rejected(&token)).await?;
             let inner = inner.ready().await.map_err(Into::into)?;
             inner
                 .call(with_token(again, &token)?)
