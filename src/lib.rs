@@ -103,12 +103,20 @@
 //! - **`openid`.** The query is not signed; a callback whose `openid` is not the message's
 //!   `FromUserName` is refused (403).
 //!
+//! # Timing
+//!
+//! [`TimingLayer`], outermost, opens a `tracing` span per callback, logs one line per
+//! callback with its `MsgId` (or event) and latency (WARN past a budget, ERROR past WeChat's
+//! 5 s deadline), times background work, and keeps latency percentiles per message type; see
+//! [`timing`].
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `axum` | yes | [`Message`] and [`CallbackQuery`] extractors, `IntoResponse` for [`Reply`] |
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
+//! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade ([`timing::metrics`]) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -123,10 +131,12 @@ pub mod body;
 pub mod crypto;
 pub mod message;
 pub mod signature;
+pub mod timing;
 pub mod verify;
 
 pub use message::{Event, Message, MessageKind, Reply, ReplyContent};
 pub use signature::Token;
+pub use timing::TimingLayer;
 pub use verify::{CallbackQuery, Verify, VerifyLayer};
 
 /// The README's Rust examples, compiled as doc tests.
