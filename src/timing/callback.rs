@@ -281,15 +281,14 @@ impl Facts {
             known => known.as_str().into(),
         };
         let (event, event_key) = match &message.kind {
-            MessageKind::Event(event) => (
-                Some(bounded(event.name())),
-                event_key(event).map(bounded),
-            ),
+            MessageKind::Event(event) => {
+                (Some(bounded(event.name())), event_key(event).map(bounded))
+            }
             MessageKind::Info { info_type } => (Some(bounded(info_type)), None),
             _ => (None, None),
         };
-        let openid = (!message.from_user_name.is_empty())
-            .then(|| mask_openid(&message.from_user_name));
+        let openid =
+            (!message.from_user_name.is_empty()).then(|| mask_openid(&message.from_user_name));
         Self {
             msg_type,
             type_name,

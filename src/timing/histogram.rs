@@ -157,7 +157,9 @@ impl HistogramSnapshot {
         if self.count == 0 {
             return None;
         }
-        let wanted = (q.clamp(0.0, 1.0) * self.count as f64 - 1e-9).ceil().max(1.0) as u64;
+        let wanted = (q.clamp(0.0, 1.0) * self.count as f64 - 1e-9)
+            .ceil()
+            .max(1.0) as u64;
         let mut seen = 0;
         for (index, &count) in self.buckets.iter().enumerate() {
             seen += count;

@@ -67,7 +67,10 @@ pub fn describe() {
         Unit::Seconds,
         "WeChat callback latency until the response head, by message type and status"
     );
-    describe_counter!(CALLBACKS_TOTAL, "WeChat callbacks, by message type and status");
+    describe_counter!(
+        CALLBACKS_TOTAL,
+        "WeChat callbacks, by message type and status"
+    );
     describe_counter!(
         CALLBACKS_OVER_BUDGET_TOTAL,
         "WeChat callbacks slower than the timing budget"
