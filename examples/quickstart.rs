@@ -17,6 +17,8 @@
 //!   `WECHAT_PREVIOUS_AES_KEY` keeps an old key for decryption during a key change.
 //!
 //! At start it prints curl lines, signed with the token, to try the handshake and a message.
+//! The log (`RUST_LOG`, default `info,tower_wechat=debug`) has one line per callback with its
+//! MsgId and latency, from `TimingLayer`.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ use axum::Router;
 use axum::routing::post;
 use tower_wechat::crypto::EncodingAesKey;
 use tower_wechat::signature::Signature;
+use tower_wechat::timing::{RecordMessageLayer, TimingLayer};
 use tower_wechat::verify::SafeMode;
 use tower_wechat::{Event, Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
 
@@ -54,9 +57,14 @@ pub async fn reply(message: Message) -> Reply {
     message.reply(ReplyContent::text(content))
 }
 
-/// The quick start's router: `/wechat` behind [`VerifyLayer`].
+/// The quick start's router: `/wechat` behind [`TimingLayer`] (outermost: one log line per
+/// callback with its MsgId and latency) and [`VerifyLayer`].
 pub fn app(verify: VerifyLayer) -> Router {
-    Router::new().route("/wechat", post(reply)).layer(verify)
+    Router::new()
+        .route("/wechat", post(reply))
+        .layer(RecordMessageLayer) // names the message in TimingLayer's line
+        .layer(verify)
+        .layer(TimingLayer::new())
 }
 
 /// The layer as the environment configures it.

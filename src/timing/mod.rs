@@ -52,7 +52,9 @@
 //! No token, key, signature, query or message content is ever logged; body-derived names
 //! (unknown types, event keys) are cut to 64 characters and logged quoted.
 //!
-//! With `tracing_subscriber::fmt()`, a callback looks like:
+//! The line carries the message's fields itself, not only through the span, so it still
+//! names the message where the INFO span is filtered out (say `RUST_LOG=warn`, to see only
+//! slow callbacks). With `tracing_subscriber::fmt()`, a callback looks like:
 //!
 //! ```text
 //! INFO wechat_callback{method=POST path=/wechat msg_type="text" msg_id=24567890123456789 openid="oia2****Lw"}: tower_wechat::timing: callback answered msg_type="text" msg_id=24567890123456789 status=200 latency_ms=0.412
@@ -80,30 +82,35 @@
 //!
 //! # With tower-http's `TraceLayer`
 //!
-//! `TraceLayer` logs its own line per response at INFO (`finished processing request`).
-//! Keep it for its span and failure events, and let TimingLayer write the access line, by
-//! lowering its response event:
+//! `TraceLayer` logs its request and response events at DEBUG by default (failures, i.e.
+//! 5xx, at ERROR), so the two compose without double logging: TimingLayer writes the INFO
+//! line, and its `wechat_callback` span is a child of TraceLayer's `request` span when
+//! TraceLayer is outside it. Do not raise TraceLayer's response event to INFO (the usual
+//! tower-http access-log setup, `DefaultOnResponse::new().level(Level::INFO)`): every
+//! callback would be logged twice. Mind that TraceLayer's default span records the whole
+//! URI, query included (`signature`, `openid`); give it a span with the path only:
 //!
 //! ```
 //! use axum::{Router, routing::post};
+//! use http::Request;
 //! use tower::ServiceBuilder;
-//! use tower_http::trace::{DefaultOnResponse, TraceLayer};
+//! use tower_http::trace::TraceLayer;
 //! use tower_wechat::timing::{RecordMessageLayer, TimingLayer};
 //! use tower_wechat::{Reply, Token, VerifyLayer};
 //!
 //! let app: Router = Router::new().route("/wechat", post(|| async { Reply::success() })).layer(
 //!     ServiceBuilder::new()
-//!         // Outermost: its `request` span becomes the parent of `wechat_callback`.
-//!         .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)))
+//!         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+//!             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+//!         }))
 //!         .layer(TimingLayer::new())
 //!         .layer(VerifyLayer::new(Token::new("mytoken").unwrap()))
 //!         .layer(RecordMessageLayer),
 //! );
 //! ```
 //!
-//! (`.on_response(())` drops TraceLayer's line altogether.) Note that TraceLayer's span
-//! records the full URI, query included: `openid` and `signature` end up in the log
-//! unless its `make_span_with` is replaced.
+//! `tests/timing.rs` checks both: one INFO line per callback with this setup, two with
+//! TraceLayer's response event at INFO.
 
 mod callback;
 mod future;
