@@ -174,7 +174,7 @@ struct CapturedEvent {
     target: String,
     fields: BTreeMap<String, String>,
     /// Name and fields (as recorded so far) of the span the event is in.
-    span: Option<(String, BTreeMap<String, String>)>,
+    span: Option<SpanRecord>,
 }
 
 impl CapturedEvent {
@@ -187,10 +187,13 @@ impl CapturedEvent {
     }
 }
 
+/// A span's name and fields.
+type SpanRecord = (String, BTreeMap<String, String>);
+
 #[derive(Clone, Default)]
 struct Capture {
     events: Arc<Mutex<Vec<CapturedEvent>>>,
-    closed_spans: Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>>,
+    closed_spans: Arc<Mutex<Vec<SpanRecord>>>,
 }
 
 /// A span's fields, kept in the registry's extensions.
@@ -328,12 +331,10 @@ fn signed(xml: String) -> Request<Full<Bytes>> {
     .unwrap()
 }
 
-fn answer(delay: Duration) -> impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> {
-    async move {
-        tokio::time::sleep(delay).await;
-        tracing::info!(target: "handler", "handling");
-        Ok(Response::new(Full::new(Bytes::from_static(b"success"))))
-    }
+async fn answer(delay: Duration) -> Result<Response<Full<Bytes>>, Infallible> {
+    tokio::time::sleep(delay).await;
+    tracing::info!(target: "handler", "handling");
+    Ok(Response::new(Full::new(Bytes::from_static(b"success"))))
 }
 
 async fn call_through(
