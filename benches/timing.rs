@@ -50,17 +50,39 @@ where
     service.call(request).now_or_never().unwrap().unwrap()
 }
 
+/// An extension axum's router puts in each routed request, so the extensions map already
+/// exists when a route layer sees the request.
+#[derive(Clone)]
+struct Routed;
+
+/// [`call`] with a request whose extensions map is already allocated, as behind axum's router.
+fn call_routed<S>(service: &mut S) -> Response<()>
+where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible>,
+{
+    let mut request = Request::post("/wechat").body(()).unwrap();
+    request.extensions_mut().insert(Routed);
+    service.call(request).now_or_never().unwrap().unwrap()
+}
+
 fn benches(c: &mut Criterion) {
     LazyLock::force(&MESSAGE);
     let mut group = c.benchmark_group("baseline");
     let mut inner = service_fn(answer);
     group.bench_function("inner_service", |b| b.iter(|| black_box(call(&mut inner))));
+    group.bench_function("inner_service_routed", |b| {
+        b.iter(|| black_box(call_routed(&mut inner)))
+    });
+    group.bench_function("instant_now", |b| b.iter(std::time::Instant::now));
     group.finish();
 
     let mut group = c.benchmark_group("timing");
     // No subscriber: the global default is none in this process.
     let mut timed = TimingLayer::new().layer(service_fn(answer));
     group.bench_function("no_subscriber", |b| b.iter(|| black_box(call(&mut timed))));
+    group.bench_function("no_subscriber_routed", |b| {
+        b.iter(|| black_box(call_routed(&mut timed)))
+    });
     let mut timed = TimingLayer::new().layer(service_fn(record_and_answer));
     group.bench_function("no_subscriber_message_recorded", |b| {
         b.iter(|| black_box(call(&mut timed)))

@@ -1,6 +1,7 @@
 //! [`CallbackTiming`]: the per-callback handle that inner layers record into, and the
 //! access line and background line it logs.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -52,16 +53,15 @@ struct State {
     background: AtomicBool,
 }
 
-/// What is logged about a message: no body text beyond names and keys, the openid masked.
+/// What is logged about a message: no body text beyond names and keys.
 struct Facts {
     msg_type: MsgType,
     /// The type as logged: the label, or the `MsgType` as sent for [`MsgType::Other`].
-    type_name: Box<str>,
+    type_name: Cow<'static, str>,
     msg_id: Option<u64>,
     /// The `Event`, or the `InfoType` of an info push.
     event: Option<Box<str>>,
     event_key: Option<Box<str>>,
-    openid: Option<String>,
 }
 
 /// How a callback ended.
@@ -139,18 +139,22 @@ impl CallbackTiming {
         }
         let facts = Facts::of(message);
         let span = &state.span;
-        span.record("msg_type", &*facts.type_name);
-        if let Some(msg_id) = facts.msg_id {
-            span.record("msg_id", msg_id);
-        }
-        if let Some(event) = &facts.event {
-            span.record("event", &**event);
-        }
-        if let Some(event_key) = &facts.event_key {
-            span.record("event_key", &**event_key);
-        }
-        if let Some(openid) = &facts.openid {
-            span.record("openid", openid.as_str());
+        // Recording into a disabled span still costs (tracing's `log` feature, which axum
+        // turns on, looks at each field), so only an enabled span is told.
+        if !span.is_disabled() {
+            span.record("msg_type", &*facts.type_name);
+            if let Some(msg_id) = facts.msg_id {
+                span.record("msg_id", msg_id);
+            }
+            if let Some(event) = &facts.event {
+                span.record("event", &**event);
+            }
+            if let Some(event_key) = &facts.event_key {
+                span.record("event_key", &**event_key);
+            }
+            if !message.from_user_name.is_empty() {
+                span.record("openid", mask_openid(&message.from_user_name).as_str());
+            }
         }
         let _ = state.message.set(facts);
     }
@@ -234,10 +238,12 @@ impl CallbackTiming {
             background,
             "{text}"
         );
-        if let Some(status) = status {
-            state.span.record("status", status);
+        if !state.span.is_disabled() {
+            if let Some(status) = status {
+                state.span.record("status", status);
+            }
+            state.span.record("latency_ms", latency_ms);
         }
-        state.span.record("latency_ms", latency_ms);
     }
 }
 
@@ -277,8 +283,8 @@ impl Facts {
     fn of(message: &Message) -> Self {
         let msg_type = MsgType::of(message);
         let type_name = match msg_type {
-            MsgType::Other => bounded(message.msg_type()),
-            known => known.as_str().into(),
+            MsgType::Other => Cow::Owned(bounded(message.msg_type()).into()),
+            known => Cow::Borrowed(known.as_str()),
         };
         let (event, event_key) = match &message.kind {
             MessageKind::Event(event) => {
@@ -287,15 +293,12 @@ impl Facts {
             MessageKind::Info { info_type } => (Some(bounded(info_type)), None),
             _ => (None, None),
         };
-        let openid =
-            (!message.from_user_name.is_empty()).then(|| mask_openid(&message.from_user_name));
         Self {
             msg_type,
             type_name,
             msg_id: message.msg_id,
             event,
             event_key,
-            openid,
         }
     }
 }
