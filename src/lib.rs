@@ -116,7 +116,7 @@
 //! |---|---|---|
 //! | `axum` | yes | [`Message`] and [`CallbackQuery`] extractors, `IntoResponse` for [`Reply`] |
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
-//! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade ([`timing::metrics`]) |
+//! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -78,7 +78,7 @@
 //! a reported percentile is at most 3.125 % above the true value (and never below it).
 //!
 //! With the feature `metrics`, the same is recorded through the `metrics` facade under the
-//! names in [`metrics`](self::metrics).
+//! names listed in the `metrics` submodule.
 //!
 //! # With tower-http's `TraceLayer`
 //!
