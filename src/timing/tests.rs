@@ -708,3 +708,23 @@ fn snapshots_print_a_table() {
          background failed    count=1 p50=7.000ms p90=7.000ms p99=7.000ms max=7.000ms over_budget=0 over_deadline=0\n"
     );
 }
+
+/// Once VerifyLayer records the message itself (one line in `src/verify/future.rs`, see
+/// the module docs), no RecordMessageLayer is needed.
+#[tokio::test]
+#[ignore = "needs VerifyLayer to call CallbackTiming::record_message"]
+async fn verify_layer_records_the_message_without_record_message_layer() {
+    let capture = Capture::default();
+    let _guard = capture.install();
+    let layer = TimingLayer::new();
+    let stats = layer.stats();
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .layer(VerifyLayer::new(Token::new(TOKEN).unwrap()))
+        .service_fn(|_request: Request<Full<Bytes>>| answer(Duration::ZERO));
+    service.oneshot(signed(text_xml(31))).await.unwrap();
+    let lines = capture.timing_events();
+    assert_eq!(lines[0].field("msg_id"), Some("31"));
+    assert_eq!(lines[0].span.as_ref().unwrap().1["openid"], "oia2****Lw");
+    assert_eq!(stats.snapshot().callbacks(MsgType::Text).count(), 1);
+}
