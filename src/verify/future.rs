@@ -16,10 +16,10 @@ use tower_service::Service;
 
 use crate::message::{Message, ParseError, encrypt_field};
 
+use crate::body::ResponseBody;
 use super::layer::{PendingSignature, Shared, Verified};
 use super::query::CallbackQuery;
 use super::rejection::Rejection;
-use crate::body::ResponseBody;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

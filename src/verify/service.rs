@@ -11,11 +11,11 @@ use tower_service::Service;
 
 use crate::signature::Token;
 
+use crate::body::ResponseBody;
 use super::future::ResponseFuture;
 use super::layer::{Shared, Verified, VerifyLayer};
 use super::query::{CallbackQuery, RawQuery};
 use super::rejection::Rejection;
-use crate::body::ResponseBody;
 
 /// Middleware that verifies WeChat callbacks; see [`VerifyLayer`] for its settings.
 ///
