@@ -17,6 +17,8 @@
 //!   `WECHAT_PREVIOUS_AES_KEY` keeps an old key for decryption during a key change.
 //!
 //! At start it prints curl lines, signed with the token, to try the handshake and a message.
+//! The log (`RUST_LOG`, default `info,tower_wechat=debug`) has one line per callback with its
+//! MsgId and latency, from `TimingLayer`.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tower_wechat::ack::FastAckLayer;
 use tower_wechat::crypto::EncodingAesKey;
 use tower_wechat::dedup::DedupLayer;
 use tower_wechat::signature::Signature;
+use tower_wechat::timing::TimingLayer;
 use tower_wechat::verify::SafeMode;
 use tower_wechat::{Event, Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
 
@@ -57,8 +60,9 @@ pub async fn reply(message: Message) -> Reply {
     message.reply(ReplyContent::text(content))
 }
 
-/// The quick start's router: `/wechat` behind [`VerifyLayer`], [`DedupLayer`] (WeChat's
-/// retries answered once) and a default [`FastAckLayer`] (answers within 4 s).
+/// The quick start's router: `/wechat` behind [`TimingLayer`] (outermost: one log line per
+/// callback with its MsgId and latency), [`VerifyLayer`], [`DedupLayer`] (WeChat's retries
+/// answered once) and a default [`FastAckLayer`] (answers within 4 s).
 pub fn app(verify: VerifyLayer) -> Router {
     app_with(verify, FastAckLayer::new())
 }
@@ -67,6 +71,7 @@ pub fn app(verify: VerifyLayer) -> Router {
 pub fn app_with(verify: VerifyLayer, fast_ack: FastAckLayer) -> Router {
     Router::new().route("/wechat", post(reply)).layer(
         ServiceBuilder::new()
+            .layer(TimingLayer::new())
             .layer(verify)
             .layer(DedupLayer::new())
             .layer(fast_ack),

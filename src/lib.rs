@@ -116,6 +116,13 @@
 //!   unreachable store the layer fails open (processes without dedup) unless
 //!   [`dedup::DedupLayer::fail_closed`]. See [`dedup`].
 //!
+//! # Timing
+//!
+//! [`TimingLayer`], outermost, opens a `tracing` span per callback, logs one line per
+//! callback with its `MsgId` (or event) and latency (WARN past a budget, ERROR past WeChat's
+//! 5 s deadline), times background work, and keeps latency percentiles per message type; see
+//! [`timing`].
+//!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
@@ -125,6 +132,7 @@
 //! | `tokio` | yes | [`ack::FastAckLayer`], [`dedup::DedupLayer`] and its in-memory store |
 //! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
 //! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls) |
+//! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -150,10 +158,12 @@ pub mod dedup;
 mod label;
 pub mod message;
 pub mod signature;
+pub mod timing;
 pub mod verify;
 
 pub use message::{Event, Message, MessageKind, Reply, ReplyContent};
 pub use signature::Token;
+pub use timing::TimingLayer;
 pub use verify::{CallbackQuery, Verify, VerifyLayer};
 
 #[cfg(feature = "tokio")]

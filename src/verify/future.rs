@@ -261,6 +261,10 @@ where
         match opened {
             Ok((message, plaintext)) => {
                 let seal = query.encrypted.then(|| shared.clone());
+                // Names the message in TimingLayer's span and line, when one is outside.
+                if let Some(timing) = parts.extensions.get::<crate::timing::CallbackTiming>() {
+                    timing.record_message(&message);
+                }
                 parts.extensions.insert(query);
                 parts.extensions.insert(message);
                 let request = Request::from_parts(parts, Full::new(plaintext));

@@ -1,0 +1,346 @@
+//! [`CallbackTiming`]: the per-callback handle that inner layers record into, and the
+//! access line and background line it logs.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use http::{Request, StatusCode};
+use tracing::Span;
+use tracing::field::Empty;
+
+use crate::background::{BackgroundHook, BackgroundObserver, BackgroundOutcome};
+use crate::message::{Event, Message, MessageKind, mask_openid};
+
+use super::MsgType;
+use super::layer::Settings;
+
+/// The `target` of the span and events this module logs.
+pub(crate) const TARGET: &str = "tower_wechat::timing";
+
+/// Strings taken from the body are cut to this many characters in logs.
+const MAX_LOGGED_CHARS: usize = 64;
+
+/// One callback's timing: its span, its start, and what inner layers learnt about it.
+///
+/// [`Timing`](super::Timing) puts one in each request's extensions. Whoever holds the parsed
+/// [`Message`] calls [`record_message`](Self::record_message), so the span and the access
+/// line name the message type, `MsgId` and event; [`RecordMessageLayer`](super::RecordMessageLayer)
+/// does it for you. Cheap to clone (one `Arc`).
+///
+/// ```
+/// use http::Request;
+/// use tower_wechat::timing::CallbackTiming;
+///
+/// fn in_a_handler(request: &Request<()>) {
+///     if let Some(timing) = request.extensions().get::<CallbackTiming>() {
+///         let _so_far = timing.elapsed();
+///         let _span = timing.span(); // e.g. to instrument a task spawned for this callback
+///     }
+/// }
+/// # in_a_handler(&Request::new(()));
+/// ```
+#[derive(Clone)]
+pub struct CallbackTiming(Arc<State>);
+
+struct State {
+    span: Span,
+    start: Instant,
+    settings: Arc<Settings>,
+    message: OnceLock<Facts>,
+    background: AtomicBool,
+}
+
+/// What is logged about a message: no body text beyond names and keys.
+struct Facts {
+    msg_type: MsgType,
+    /// The type as logged: the label, or the `MsgType` as sent for [`MsgType::Other`].
+    type_name: Cow<'static, str>,
+    msg_id: Option<u64>,
+    /// The `Event`, or the `InfoType` of an info push.
+    event: Option<Box<str>>,
+    event_key: Option<Box<str>>,
+}
+
+/// How a callback ended.
+pub(crate) enum Ending {
+    /// The inner service answered with this status.
+    Answered(StatusCode),
+    /// The inner service returned an error (no response).
+    Failed,
+    /// The response future was dropped before it was ready.
+    Cancelled,
+}
+
+impl Ending {
+    #[cfg(feature = "metrics")]
+    pub(crate) fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::Answered(status) => Some(*status),
+            Self::Failed | Self::Cancelled => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Severity {
+    Info,
+    Warn,
+    Error,
+}
+
+/// An event at a level chosen at run time (tracing's levels are per call site).
+macro_rules! event_at {
+    ($severity:expr, $($rest:tt)+) => {
+        match $severity {
+            Severity::Info => tracing::info!(target: TARGET, $($rest)+),
+            Severity::Warn => tracing::warn!(target: TARGET, $($rest)+),
+            Severity::Error => tracing::error!(target: TARGET, $($rest)+),
+        }
+    };
+}
+
+impl CallbackTiming {
+    /// Starts the clock and opens the `wechat_callback` span (a child of the current span).
+    pub(crate) fn start<B>(settings: &Arc<Settings>, request: &Request<B>) -> Self {
+        let start = Instant::now();
+        let span = tracing::info_span!(
+            target: TARGET,
+            "wechat_callback",
+            method = %request.method(),
+            path = %request.uri().path(),
+            msg_type = Empty,
+            msg_id = Empty,
+            event = Empty,
+            event_key = Empty,
+            openid = Empty,
+            status = Empty,
+            latency_ms = Empty,
+        );
+        Self(Arc::new(State {
+            span,
+            start,
+            settings: settings.clone(),
+            message: OnceLock::new(),
+            background: AtomicBool::new(false),
+        }))
+    }
+
+    /// Records what the callback carries, once parsed: its type, `MsgId`, event name and
+    /// key, and the sender's openid (masked: first 4 and last 2 characters), into the span
+    /// now and into the access line and statistics when the response is sent. The first
+    /// call wins; later ones are ignored.
+    pub fn record_message(&self, message: &Message) {
+        let state = &*self.0;
+        if state.message.get().is_some() {
+            return;
+        }
+        let facts = Facts::of(message);
+        let span = &state.span;
+        // Recording into a disabled span still costs (tracing's `log` feature, which axum
+        // turns on, looks at each field), so only an enabled span is told.
+        if !span.is_disabled() {
+            span.record("msg_type", &*facts.type_name);
+            if let Some(msg_id) = facts.msg_id {
+                span.record("msg_id", msg_id);
+            }
+            if let Some(event) = &facts.event {
+                span.record("event", &**event);
+            }
+            if let Some(event_key) = &facts.event_key {
+                span.record("event_key", &**event_key);
+            }
+            if !message.from_user_name.is_empty() {
+                span.record("openid", mask_openid(&message.from_user_name).as_str());
+            }
+        }
+        let _ = state.message.set(facts);
+    }
+
+    /// The callback's `wechat_callback` span.
+    pub fn span(&self) -> &Span {
+        &self.0.span
+    }
+
+    /// Time since the callback reached [`Timing`](super::Timing).
+    pub fn elapsed(&self) -> Duration {
+        self.0.start.elapsed()
+    }
+
+    /// The recorded message's type; [`MsgType::NoMessage`] until one is recorded.
+    pub fn msg_type(&self) -> MsgType {
+        self.0
+            .message
+            .get()
+            .map_or(MsgType::NoMessage, |facts| facts.msg_type)
+    }
+
+    /// The hook FastAck calls about background work, sharing this handle's allocation.
+    pub(crate) fn background_hook(&self) -> BackgroundHook {
+        BackgroundHook::from_arc(self.0.clone())
+    }
+
+    /// Records the latency, logs the access line and closes the span's fields.
+    pub(crate) fn finish(&self, ending: Ending) {
+        let state = &*self.0;
+        let latency = state.start.elapsed();
+        let settings = &state.settings;
+        let over_budget = latency > settings.budget;
+        let over_deadline = latency > settings.deadline;
+        let msg_type = self.msg_type();
+        settings
+            .stats
+            .record_timed(msg_type, latency, over_budget, over_deadline);
+        #[cfg(feature = "metrics")]
+        super::metrics::record_callback(
+            msg_type,
+            ending.status(),
+            matches!(ending, Ending::Cancelled),
+            latency,
+            over_budget,
+            over_deadline,
+        );
+
+        let (severity, text) = match ending {
+            Ending::Answered(_) if over_deadline => (
+                Severity::Error,
+                "callback answered after WeChat's deadline; WeChat retries it",
+            ),
+            Ending::Answered(_) if over_budget => (Severity::Warn, "callback answered over budget"),
+            Ending::Answered(_) => (Severity::Info, "callback answered"),
+            Ending::Failed => (Severity::Error, "callback failed without a response"),
+            Ending::Cancelled if over_deadline => (
+                Severity::Error,
+                "callback dropped unanswered after WeChat's deadline",
+            ),
+            Ending::Cancelled => (Severity::Warn, "callback dropped unanswered"),
+        };
+        let status = match ending {
+            Ending::Answered(status) => Some(status.as_u16()),
+            Ending::Failed | Ending::Cancelled => None,
+        };
+        let latency_ms = millis(latency);
+        let facts = state.message.get();
+        let budget_ms = over_budget.then(|| settings.budget.as_millis() as u64);
+        let background = state.background.load(Relaxed).then_some(true);
+        event_at!(
+            severity,
+            parent: &state.span,
+            msg_type = facts.map_or(MsgType::NoMessage.as_str(), |f| &*f.type_name),
+            msg_id = facts.and_then(|f| f.msg_id),
+            event = facts.and_then(|f| f.event.as_deref()),
+            event_key = facts.and_then(|f| f.event_key.as_deref()),
+            status,
+            latency_ms,
+            budget_ms,
+            background,
+            "{text}"
+        );
+        if !state.span.is_disabled() {
+            if let Some(status) = status {
+                state.span.record("status", status);
+            }
+            state.span.record("latency_ms", latency_ms);
+        }
+    }
+}
+
+impl BackgroundObserver for State {
+    fn background_started(&self) {
+        self.background.store(true, Relaxed);
+        self.settings.stats.record_background_started();
+        #[cfg(feature = "metrics")]
+        super::metrics::record_background_started();
+        tracing::debug!(target: TARGET, parent: &self.span, "handler moved to the background");
+    }
+
+    fn background_finished(&self, outcome: BackgroundOutcome, elapsed: Duration) {
+        self.settings.stats.record_background(outcome, elapsed);
+        #[cfg(feature = "metrics")]
+        super::metrics::record_background(outcome, elapsed);
+        let severity = match outcome {
+            BackgroundOutcome::Completed => Severity::Info,
+            _ => Severity::Warn,
+        };
+        let facts = self.message.get();
+        event_at!(
+            severity,
+            parent: &self.span,
+            msg_type = facts.map_or(MsgType::NoMessage.as_str(), |f| &*f.type_name),
+            msg_id = facts.and_then(|f| f.msg_id),
+            event = facts.and_then(|f| f.event.as_deref()),
+            event_key = facts.and_then(|f| f.event_key.as_deref()),
+            outcome = outcome.as_str(),
+            background_ms = millis(elapsed),
+            "background work finished"
+        );
+    }
+}
+
+impl Facts {
+    fn of(message: &Message) -> Self {
+        let msg_type = MsgType::of(message);
+        let type_name = match msg_type {
+            MsgType::Other => Cow::Owned(bounded(message.msg_type()).into()),
+            known => Cow::Borrowed(known.as_str()),
+        };
+        let (event, event_key) = match &message.kind {
+            MessageKind::Event(event) => {
+                (Some(bounded(event.name())), event_key(event).map(bounded))
+            }
+            MessageKind::Info { info_type } => (Some(bounded(info_type)), None),
+            _ => (None, None),
+        };
+        Self {
+            msg_type,
+            type_name,
+            msg_id: message.msg_id,
+            event,
+            event_key,
+        }
+    }
+}
+
+/// The key an event carries: menu key, QR scene, URL or page path.
+fn event_key(event: &Event) -> Option<&str> {
+    match event {
+        Event::Subscribe { event_key, .. } | Event::Unknown { event_key, .. } => {
+            event_key.as_deref()
+        }
+        Event::Scan { event_key, .. }
+        | Event::Click { event_key }
+        | Event::ScancodePush { event_key, .. }
+        | Event::ScancodeWaitmsg { event_key, .. }
+        | Event::PicSysphoto { event_key, .. }
+        | Event::PicPhotoOrAlbum { event_key, .. }
+        | Event::PicWeixin { event_key, .. }
+        | Event::LocationSelect { event_key, .. } => Some(event_key),
+        Event::View { url, .. } => Some(url),
+        Event::ViewMiniprogram { page_path, .. } => Some(page_path),
+        _ => None,
+    }
+}
+
+/// `text` cut to [`MAX_LOGGED_CHARS`] characters.
+fn bounded(text: &str) -> Box<str> {
+    match text.char_indices().nth(MAX_LOGGED_CHARS) {
+        Some((end, _)) => text[..end].into(),
+        None => text.into(),
+    }
+}
+
+/// Milliseconds with microsecond precision.
+fn millis(duration: Duration) -> f64 {
+    duration.as_micros() as f64 / 1000.0
+}
+
+impl fmt::Debug for CallbackTiming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackTiming")
+            .field("elapsed", &self.elapsed())
+            .field("msg_type", &self.msg_type())
+            .finish_non_exhaustive()
+    }
+}

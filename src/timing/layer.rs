@@ -1,0 +1,117 @@
+//! [`TimingLayer`]: configuration for [`Timing`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower_layer::Layer;
+
+use super::{LatencyStats, Timing};
+
+/// Applies [`Timing`] to a service: a span and an access-log line per callback, latency
+/// statistics, a warning over the budget and an error past WeChat's deadline.
+///
+/// Meant to sit outermost, before [`VerifyLayer`](crate::VerifyLayer), so the latency it
+/// measures is what WeChat waits for (minus the network). Every service it builds records
+/// into the same [`LatencyStats`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_wechat::timing::TimingLayer;
+///
+/// let layer = TimingLayer::new().budget(Duration::from_millis(500));
+/// let stats = layer.stats(); // read percentiles from this handle later
+/// # let _ = (layer, stats);
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct TimingLayer {
+    pub(crate) settings: Arc<Settings>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) budget: Duration,
+    pub(crate) deadline: Duration,
+    pub(crate) stats: LatencyStats,
+}
+
+impl TimingLayer {
+    /// The default budget: 1 s. A callback answered later is logged at WARN.
+    pub const DEFAULT_BUDGET: Duration = Duration::from_secs(1);
+    /// WeChat's deadline: 5 s. A callback answered later is logged at ERROR: WeChat has
+    /// stopped waiting and will retry it (three tries in all).
+    pub const WECHAT_DEADLINE: Duration = Duration::from_secs(5);
+
+    /// A layer with the default budget and deadline and its own, empty statistics.
+    pub fn new() -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                budget: Self::DEFAULT_BUDGET,
+                deadline: Self::WECHAT_DEADLINE,
+                stats: LatencyStats::new(),
+            }),
+        }
+    }
+
+    /// Callbacks answered after `budget` are logged at WARN (instead of INFO) and counted
+    /// in [`HistogramSnapshot::over_budget`](super::HistogramSnapshot::over_budget).
+    /// Default [`Self::DEFAULT_BUDGET`].
+    pub fn budget(self, budget: Duration) -> Self {
+        self.with(|settings| settings.budget = budget)
+    }
+
+    /// Callbacks answered after `deadline` are logged at ERROR and counted in
+    /// [`HistogramSnapshot::over_deadline`](super::HistogramSnapshot::over_deadline).
+    /// Default [`Self::WECHAT_DEADLINE`]; change it only if WeChat's changes.
+    pub fn deadline(self, deadline: Duration) -> Self {
+        self.with(|settings| settings.deadline = deadline)
+    }
+
+    /// Records into `stats` instead of this layer's own statistics, e.g. to share one set
+    /// between several layers.
+    pub fn with_stats(self, stats: LatencyStats) -> Self {
+        self.with(|settings| settings.stats = stats)
+    }
+
+    /// A handle on the statistics this layer records into.
+    pub fn stats(&self) -> LatencyStats {
+        self.settings.stats.clone()
+    }
+
+    fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings::clone(&self.settings);
+        change(&mut settings);
+        Self {
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+impl Default for TimingLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for TimingLayer {
+    type Service = Timing<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timing {
+            inner,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for TimingLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimingLayer")
+            .field("budget", &self.settings.budget)
+            .field("deadline", &self.settings.deadline)
+            .finish_non_exhaustive()
+    }
+}
