@@ -76,7 +76,7 @@ fn verify() -> VerifyLayer {
 async fn the_quickstart_logs_one_line_per_callback_with_msg_id_and_latency() {
     let log = Log::default();
     // The quick start's default filter.
-    let _guard = log.install("info,tower_wechat=debug");
+    let _guard = log.install("info");
     let wechat = WeChat::new(serve(quickstart::app(verify())).await, TOKEN);
 
     let ids = [24567890123456789, 2, 3];

@@ -112,7 +112,7 @@ pub(crate) async fn run<F, B, E>(
     }
     match &finished {
         Ok(_) if !acked.load(Ordering::Relaxed) => {}
-        Ok(response) if outcome == BackgroundOutcome::Completed => tracing::info!(
+        Ok(response) if outcome == BackgroundOutcome::Completed => tracing::debug!(
             msg = %label,
             elapsed_ms,
             status = response.status().as_u16(),
@@ -146,7 +146,7 @@ pub(crate) fn moved_to_background(
 ) {
     state.counters.acked_early.fetch_add(1, Ordering::Relaxed);
     if missed_deadline {
-        tracing::info!(
+        tracing::debug!(
             msg = %label,
             "deadline passed: acknowledged with success, the handler continues in the background"
         );

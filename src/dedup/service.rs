@@ -187,7 +187,7 @@ impl<St: DedupStore> Attempt<St> {
                 Claim::Claimed(lease) => return Decision::Run(Some(lease)),
                 Claim::Done(stored) => {
                     Counters::bump(&self.counters.replayed);
-                    tracing::info!(msg = %self.label, "repeat delivery: replaying the stored response");
+                    tracing::debug!(msg = %self.label, "repeat delivery: replaying the stored response");
                     return Decision::Answer(stored.to_response());
                 }
                 Claim::InProgress => {
@@ -219,7 +219,7 @@ impl<St: DedupStore> Attempt<St> {
                 }
             };
             Counters::bump(&self.counters.coalesced);
-            tracing::info!(msg = %self.label, "repeat delivery: answered with the first attempt's response");
+            tracing::debug!(msg = %self.label, "repeat delivery: answered with the first attempt's response");
             return Decision::Answer(stored.to_response());
         }
     }
