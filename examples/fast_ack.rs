@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::error::Error;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -123,17 +122,8 @@ fn env_number(name: &str, default: u64) -> Result<u64, Box<dyn Error>> {
 #[allow(dead_code)] // the integration tests include this file for `app`
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-
-    let addr: SocketAddr = std::env::var("WECHAT_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
-        .parse()
-        .map_err(|error| format!("WECHAT_ADDR: {error}"))?;
+    quickstart::init_tracing();
+    let addr = quickstart::listen_addr()?;
     let verify = quickstart::verify_layer_from_env()?;
     let delay = Duration::from_millis(env_number("WECHAT_DEMO_DELAY_MS", 6000)?);
     let max_in_flight = usize::try_from(env_number("WECHAT_MAX_IN_FLIGHT", 1024)?)?;

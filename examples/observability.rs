@@ -12,35 +12,26 @@
 //! - `GET /stats`: the same latencies read in process (`LatencyStats::snapshot`), per message
 //!   type: count, p50, p90, p99, max.
 //!
-//! Environment: `WECHAT_ADDR` (default `127.0.0.1:3000`), `WECHAT_TOKEN` (default
-//! `towerwechatdemo`, for local tries only), `WECHAT_BUDGET_MS` (default 1000): callbacks
-//! slower than this are logged at WARN and counted over budget.
+//! Environment: as the quick start (`WECHAT_ADDR`, `WECHAT_TOKEN`, safe mode…), plus
+//! `WECHAT_BUDGET_MS` (default 1000): callbacks slower than this are logged at WARN and
+//! counted over budget.
 
 use std::error::Error;
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
 use http::header;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-use tower_wechat::signature::Signature;
+use tower_wechat::VerifyLayer;
 use tower_wechat::timing::TimingLayer;
 use tower_wechat::timing::metrics::DURATION_BUCKETS;
-use tower_wechat::{Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
 
-/// The token used when `WECHAT_TOKEN` is not set. Only for trying the example locally.
-pub const DEMO_TOKEN: &str = "towerwechatdemo";
+#[path = "quickstart.rs"]
+#[allow(dead_code)]
+mod quickstart;
 
-/// Echoes text messages; everything else gets `success`.
-pub async fn reply(message: Message) -> Reply {
-    match &message.kind {
-        MessageKind::Text { content } => {
-            message.reply(ReplyContent::text(format!("You said: {content}")))
-        }
-        _ => Reply::success(),
-    }
-}
+use quickstart::reply;
 
 /// Installs the Prometheus recorder as the global `metrics` recorder, with histogram
 /// buckets for the duration metrics (without them the exporter writes summaries), and
@@ -84,19 +75,9 @@ pub fn app(verify: VerifyLayer, timing: TimingLayer, prometheus: PrometheusHandl
 #[allow(dead_code)] // the integration test includes this file for `app`
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-
-    let addr: SocketAddr = std::env::var("WECHAT_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
-        .parse()
-        .map_err(|error| format!("WECHAT_ADDR: {error}"))?;
-    let token_text = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
-    let token = Token::new(token_text).map_err(|error| format!("WECHAT_TOKEN: {error}"))?;
+    quickstart::init_tracing();
+    let addr = quickstart::listen_addr()?;
+    let verify = quickstart::verify_layer_from_env()?;
     let budget = match std::env::var("WECHAT_BUDGET_MS") {
         Ok(ms) => Duration::from_millis(
             ms.trim()
@@ -118,38 +99,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
     });
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    print_how_to_try(listener.local_addr()?, &token);
-    let app = app(
-        VerifyLayer::new(token),
-        TimingLayer::new().budget(budget),
-        prometheus,
-    );
+    let local = listener.local_addr()?;
+    quickstart::print_how_to_try(local);
+    println!("Then read the latency histogram and the counters:");
+    println!("  curl http://{local}/metrics");
+    println!("  curl http://{local}/stats");
+    let app = app(verify, TimingLayer::new().budget(budget), prometheus);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(())
-}
-
-/// Prints a signed curl line for a text message, and the metrics and stats URLs.
-fn print_how_to_try(addr: SocketAddr, token: &Token) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let timestamp = now.as_secs().to_string();
-    let nonce = now.subsec_nanos().to_string();
-    let signature = Signature::plain(token, &timestamp, &nonce);
-    println!("WeChat callback URL: http://{addr}/wechat");
-    println!("Send a text message (once; for the next 5 minutes):");
-    println!(
-        "  curl 'http://{addr}/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}' \
-         -H 'Content-Type: text/xml' --data '<xml><ToUserName><![CDATA[gh_demo]]></ToUserName>\
-         <FromUserName><![CDATA[oUser]]></FromUserName><CreateTime>{timestamp}</CreateTime>\
-         <MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hello]]></Content>\
-         <MsgId>1</MsgId></xml>'"
-    );
-    println!("Then read the latency histogram and the counters:");
-    println!("  curl http://{addr}/metrics");
-    println!("  curl http://{addr}/stats");
 }

@@ -120,20 +120,29 @@ pub fn verify_layer_from_env() -> Result<VerifyLayer, Box<dyn Error>> {
     })
 }
 
-#[allow(dead_code)] // the integration tests include this file for `app`
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn Error>> {
+/// Logs to stdout at `RUST_LOG` (default `info`), in colour only on a terminal.
+pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+}
 
-    let addr: SocketAddr = std::env::var("WECHAT_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
+/// `WECHAT_ADDR`, or `127.0.0.1:3000`.
+pub fn listen_addr() -> Result<SocketAddr, Box<dyn Error>> {
+    let addr = std::env::var("WECHAT_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    Ok(addr
         .parse()
-        .map_err(|error| format!("WECHAT_ADDR: {error}"))?;
+        .map_err(|error| format!("WECHAT_ADDR: {error}"))?)
+}
+
+#[allow(dead_code)] // the integration tests include this file for `app`
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    init_tracing();
+    let addr = listen_addr()?;
     let verify = verify_layer_from_env()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_how_to_try(listener.local_addr()?);

@@ -52,6 +52,7 @@ impl FastAckLayer {
     /// `success` while the handler keeps running (the default mode, 4 s).
     ///
     /// Keep it under WeChat's 5 s with room for the network and the layers outside.
+    #[must_use]
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.mode = Mode::Deadline(deadline);
         self
@@ -59,6 +60,7 @@ impl FastAckLayer {
 
     /// Answers `success` at once and always runs the handler in the background (no passive
     /// replies).
+    #[must_use]
     pub fn always_ack(mut self) -> Self {
         self.mode = Mode::AlwaysAck;
         self
@@ -67,6 +69,7 @@ impl FastAckLayer {
     /// At most `max` handlers run at once (1024 by default); a callback beyond that is
     /// answered `503` so WeChat retries it later. Applies to every service of this layer,
     /// including ones already made.
+    #[must_use]
     pub fn max_in_flight(self, max: usize) -> Self {
         self.state.set_limit(max);
         self

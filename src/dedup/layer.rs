@@ -92,12 +92,14 @@ impl<St> DedupLayer<St> {
 
     /// Keys callbacks with `key` instead of [`default_key`](super::default_key); `None`
     /// lets a callback through without dedup.
+    #[must_use]
     pub fn key(self, key: impl Fn(&Message) -> Option<String> + Send + Sync + 'static) -> Self {
         self.config(|c| c.key = Arc::new(key))
     }
 
     /// How long a processed callback's response is kept for replay (5 minutes by default;
     /// WeChat's three tries span about 15 seconds).
+    #[must_use]
     pub fn ttl(self, ttl: Duration) -> Self {
         self.config(|c| c.ttl = ttl)
     }
@@ -105,23 +107,27 @@ impl<St> DedupLayer<St> {
     /// How long a claim lasts if its attempt neither completes nor fails — a crashed replica
     /// (10 s by default). Keep it longer than the inner service takes to answer: with
     /// [`FastAckLayer`](crate::ack::FastAckLayer) inside, that is its deadline.
+    #[must_use]
     pub fn lease(self, lease: Duration) -> Self {
         self.config(|c| c.lease = lease)
     }
 
     /// How long a retry waits for the first attempt's response (4 s by default). When it
     /// runs out the retry is answered `503`, so WeChat tries once more later.
+    #[must_use]
     pub fn wait_timeout(self, timeout: Duration) -> Self {
         self.config(|c| c.wait_timeout = timeout)
     }
 
     /// How long one store operation may take before it counts as a store failure (1 s by
     /// default).
+    #[must_use]
     pub fn store_timeout(self, timeout: Duration) -> Self {
         self.config(|c| c.store_timeout = timeout)
     }
 
     /// Answers `503` when the store fails, instead of processing the callback without dedup.
+    #[must_use]
     pub fn fail_closed(self) -> Self {
         self.config(|c| c.fail_closed = true)
     }

@@ -72,6 +72,7 @@ impl RedisStore {
 
     /// Prefixes every key with `prefix` instead of `tower-wechat:dedup:` (to keep several
     /// deployments apart in one Redis).
+    #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
