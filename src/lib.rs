@@ -105,8 +105,8 @@
 //!   request can cause.
 //! - **`openid`.** The query is not signed; a callback whose `openid` is not the message's
 //!   `FromUserName` is refused (403).
-//! - **Layer order**, outermost first: `VerifyLayer → DedupLayer → FastAckLayer → handler`
-//!   (a timing layer goes outermost). Dedup needs the [`Message`] that `VerifyLayer` puts in
+//! - **Layer order**, outermost first: `TimingLayer → VerifyLayer → DedupLayer →
+//!   FastAckLayer → handler`. Dedup needs the [`Message`] that `VerifyLayer` puts in
 //!   the extensions; putting it outside FastAck lets retries be answered without a slot.
 //! - **Fast ack.** Deadline 4 s by default; a late handler's callback is answered `success`
 //!   and its reply dropped. A full bound (1024 handlers) answers 503, never `success`. See

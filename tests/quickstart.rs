@@ -163,7 +163,7 @@ async fn concurrent_callbacks_are_all_answered() {
 }
 
 #[tokio::test]
-async fn retries_are_answered_with_the_first_reply_and_processed_once() {
+async fn retries_are_answered_with_the_first_reply() {
     let wechat = start(layer()).await;
     let delivery = wechat.delivery(&text_message("hi", 31));
     let first = wechat.send_delivery(&delivery).await;

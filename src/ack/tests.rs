@@ -416,3 +416,26 @@ async fn a_caller_that_goes_away_is_not_counted_as_acknowledged() {
     );
     assert_eq!(*events.lock().unwrap(), ["started", "completed after 3s"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn lowering_the_bound_while_handlers_run_takes_effect_as_they_finish() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let layer = FastAckLayer::new().max_in_flight(2);
+    let handle = layer.handle();
+    let service = layer.layer(sleepy(Duration::from_secs(10), runs));
+    for _ in 0..2 {
+        assert_eq!(
+            service.clone().oneshot(request()).await.unwrap().status(),
+            200
+        );
+    }
+    // Both slots are held: the permit owed is taken back when a handler returns its own.
+    let _lowered = layer.clone().max_in_flight(1);
+    tokio::time::sleep(Duration::from_secs(7)).await; // both handlers done
+    assert_eq!(handle.stats().in_flight, 0);
+    assert_eq!(
+        service.clone().oneshot(request()).await.unwrap().status(),
+        200
+    );
+    assert_eq!(service.oneshot(request()).await.unwrap().status(), 503);
+}

@@ -217,13 +217,13 @@ mod tests {
     fn debug_masks_the_openid() {
         let shown = format!(
             "{:?} {:?}",
-            TemplateMessage::new("oUser1234", "T1"),
-            CustomMessage::text("oUser1234", "secret words")
+            TemplateMessage::new("oUser1234567", "T1"),
+            CustomMessage::text("oUser1234567", "secret words")
         );
         assert!(
-            !shown.contains("oUser1234") && !shown.contains("secret words"),
+            !shown.contains("oUser1234567") && !shown.contains("secret words"),
             "{shown}"
         );
-        assert!(shown.contains("oUse"), "{shown}");
+        assert!(shown.contains("\"oUse****67\""), "{shown}");
     }
 }

@@ -48,13 +48,12 @@ impl fmt::Debug for ApiToken {
     }
 }
 
-/// Shows the first four characters of an openid: enough to tell users apart in a log,
-/// not enough to message one.
+/// Shows an openid masked as everywhere else in the crate (first 4 and last 2 characters):
+/// enough to tell users apart in a log, not enough to message one.
 pub(crate) struct MaskedId<'a>(pub(crate) &'a str);
 
 impl fmt::Debug for MaskedId<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown: String = self.0.chars().take(4).collect();
-        write!(f, "\"{shown}…\"")
+        fmt::Debug::fmt(&crate::message::mask_openid(self.0), f)
     }
 }
