@@ -7,7 +7,7 @@
 //! and parses the XML once into a [`Message`]; the handler answers with a typed [`Reply`].
 //! [`ack::FastAckLayer`] answers every callback inside WeChat's deadline while slow handlers
 //! finish in the background, and [`dedup::DedupLayer`] makes WeChat's retries run the handler
-//! once (feature `tokio`, on by default).
+//! once (features `fast-ack` and `dedup`, on by default).
 //!
 //! # Quick start (axum)
 //!
@@ -129,7 +129,9 @@
 //! |---|---|---|
 //! | `axum` | yes | [`Message`] and [`CallbackQuery`] extractors, `IntoResponse` for [`Reply`] |
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
-//! | `tokio` | yes | [`ack::FastAckLayer`], [`dedup::DedupLayer`] and its in-memory store |
+//! | `fast-ack` | yes | [`ack::FastAckLayer`] (tokio tasks and timers) |
+//! | `dedup` | yes | [`dedup::DedupLayer`] and its in-memory store |
+//! | `tokio` | no | both of the above (its name before 0.2) |
 //! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
 //! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls) |
 //! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`) |
@@ -137,8 +139,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[cfg(feature = "fast-ack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fast-ack")))]
 pub mod ack;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -151,10 +153,10 @@ pub mod client;
 #[cfg(feature = "crypto")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crypto")))]
 pub mod crypto;
-#[cfg(feature = "tokio")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[cfg(feature = "dedup")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dedup")))]
 pub mod dedup;
-#[cfg(feature = "tokio")]
+#[cfg(any(feature = "fast-ack", feature = "dedup"))]
 mod label;
 pub mod message;
 pub mod signature;
@@ -166,9 +168,9 @@ pub use signature::Token;
 pub use timing::TimingLayer;
 pub use verify::{CallbackQuery, Verify, VerifyLayer};
 
-#[cfg(feature = "tokio")]
+#[cfg(feature = "fast-ack")]
 pub use ack::FastAckLayer;
-#[cfg(feature = "tokio")]
+#[cfg(feature = "dedup")]
 pub use dedup::DedupLayer;
 
 /// The README's Rust examples, compiled as doc tests.
