@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::Request;
 
@@ -40,5 +41,42 @@ impl fmt::Display for Label {
             (None, Some(event)) => f.write_str(event),
             (None, None) => f.write_str("unparsed"),
         }
+    }
+}
+
+/// Catches a stack assembled in an order that cannot work: a layer that needs the parsed
+/// [`Message`] got a request without one (it sits outside `VerifyLayer`, or on a route
+/// without it). Warns once per layer, naming the fix.
+#[derive(Debug)]
+pub(crate) struct OrderCheck {
+    layer: &'static str,
+    warned: AtomicBool,
+}
+
+impl OrderCheck {
+    pub(crate) const fn new(layer: &'static str) -> Self {
+        Self {
+            layer,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `request` carries a parsed [`Message`]; if not, warns the first time.
+    pub(crate) fn has_message<B>(&self, request: &Request<B>) -> bool {
+        if request.extensions().get::<Message>().is_some() {
+            return true;
+        }
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                layer = self.layer,
+                "{} got a request without a parsed WeChat message, so it passes callbacks \
+                 through untouched: put VerifyLayer outside it. tower::ServiceBuilder lists \
+                 layers outermost first, while Router::layer(a).layer(b) puts b outside a; \
+                 tower_wechat::CallbackLayer builds the whole stack in the right order \
+                 (this warning is logged once)",
+                self.layer
+            );
+        }
+        false
     }
 }

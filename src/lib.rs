@@ -145,25 +145,30 @@ pub mod ack;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-pub mod background;
 pub mod body;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+mod clock;
 #[cfg(feature = "crypto")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crypto")))]
 pub mod crypto;
 #[cfg(feature = "dedup")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dedup")))]
 pub mod dedup;
+pub mod hook;
 #[cfg(any(feature = "fast-ack", feature = "dedup"))]
 mod label;
+mod macros;
 pub mod message;
 pub mod signature;
 pub mod timing;
 pub mod verify;
 
 pub use message::{Event, Message, MessageKind, Reply, ReplyContent};
+
+/// The boxed error type the crate's body and service bounds convert into.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub use signature::Token;
 pub use timing::TimingLayer;
 pub use verify::{CallbackQuery, Verify, VerifyLayer};

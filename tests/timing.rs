@@ -239,7 +239,7 @@ async fn slower(message: Message) -> Reply {
 
 #[tokio::test]
 async fn fast_ack_background_work_is_timed_under_the_callback_span() {
-    use tower_wechat::background::BackgroundOutcome;
+    use tower_wechat::hook::BackgroundOutcome;
     use tower_wechat::{DedupLayer, FastAckLayer};
 
     let log = Log::default();

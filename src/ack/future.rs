@@ -16,8 +16,11 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tracing::Instrument;
 
+use super::state::State;
 use super::task::{self, Failure, Finished, Work};
 use crate::body::{ResponseBody, plain_text};
+use crate::hook::CallbackHook;
+use crate::label::Label;
 
 /// Response future of [`FastAck`](super::FastAck): the handler's response if it arrives
 /// before the deadline, else `success`.
@@ -50,9 +53,9 @@ enum Kind<F, B, E> {
 /// What the waiting future needs to report a move to the background.
 struct WaitingFor {
     acked: Arc<AtomicBool>,
-    state: Arc<super::layer::State>,
-    hook: Option<crate::background::BackgroundHook>,
-    label: crate::label::Label,
+    state: Arc<State>,
+    hook: Option<CallbackHook>,
+    label: Label,
 }
 
 impl<F, B, E> ResponseFuture<F, B, E> {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::layer::State;
+use super::state::State;
 
 /// Reads a [`FastAckLayer`](super::FastAckLayer)'s counters and shuts its background work
 /// down; cheap to clone.
@@ -66,6 +66,37 @@ impl FastAckHandle {
             refused_full: counters.refused_full.load(Ordering::Relaxed),
             refused_closing: counters.refused_closing.load(Ordering::Relaxed),
         }
+    }
+
+    /// The bound on handlers in flight now.
+    ///
+    /// ```
+    /// use tower_wechat::FastAckLayer;
+    ///
+    /// let handle = FastAckLayer::new().max_in_flight(64).handle();
+    /// assert_eq!(handle.max_in_flight(), 64);
+    /// ```
+    pub fn max_in_flight(&self) -> usize {
+        self.state.limit()
+    }
+
+    /// Changes the bound on handlers in flight while the server runs, for every service of
+    /// the layer. Raising it frees slots at once; lowering it takes slots out of circulation
+    /// as running handlers return them (none is cancelled), so the number in flight may
+    /// stay above the new bound until enough of them finish.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use tower_wechat::FastAckLayer;
+    ///
+    /// let handle = FastAckLayer::new().handle();
+    /// handle.set_max_in_flight(16); // say, while the database is degraded
+    /// assert_eq!(handle.max_in_flight(), 16);
+    /// # }
+    /// ```
+    pub fn set_max_in_flight(&self, max: usize) {
+        self.state.set_limit(max);
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.

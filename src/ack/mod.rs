@@ -19,7 +19,7 @@
 //!   message was not processed, so WeChat may retry); after it, the panic is only logged;
 //! - **observable**: [`FastAckHandle::stats`] gives the counters; the background task runs
 //!   in the tracing span that was current when the callback arrived, and a
-//!   [`BackgroundHook`](crate::background::BackgroundHook) in the request extensions is told
+//!   [`CallbackHook`](crate::hook::CallbackHook) in the request extensions is told
 //!   when the work moves to the background and when it ends.
 //!
 //! Put it inside [`VerifyLayer`](crate::VerifyLayer) (so rejected requests never take a
@@ -64,6 +64,7 @@ mod future;
 mod handle;
 mod layer;
 mod service;
+mod state;
 mod task;
 
 pub use future::ResponseFuture;

@@ -11,36 +11,23 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use super::future::ResponseFuture;
-use super::layer::{Mode, State};
+use super::state::{Mode, State};
 use super::task::{self, Work};
-use crate::background::BackgroundHook;
 use crate::body::{ResponseBody, plain_text};
+use crate::hook::CallbackHook;
 use crate::label::Label;
+use crate::macros::define_inner_service_accessors;
 
 /// Middleware that answers callbacks within a deadline; see
 /// [`FastAckLayer`](super::FastAckLayer).
 #[derive(Clone, Debug)]
 pub struct FastAck<S> {
     pub(crate) inner: S,
-    pub(crate) mode: Mode,
     pub(crate) state: Arc<State>,
 }
 
 impl<S> FastAck<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FastAck<S>
@@ -59,8 +46,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let label = Label::of(&request);
         let state = &self.state;
+        state.order.has_message(&request);
+        let label = Label::of(&request);
         if state.closing.load(Ordering::Acquire) {
             state
                 .counters
@@ -83,7 +71,7 @@ where
                 "too many callbacks in flight, retry later",
             ));
         };
-        let hook = request.extensions().get::<BackgroundHook>().cloned();
+        let hook = request.extensions().get::<CallbackHook>().cloned();
 
         // The clone is ready only if `poll_ready` said so of the original: swap them.
         let clone = self.inner.clone();
@@ -96,7 +84,7 @@ where
             label,
             started: Instant::now(),
         };
-        match self.mode {
+        match state.settings.mode {
             Mode::Deadline(deadline) => ResponseFuture::starting(work, deadline),
             Mode::AlwaysAck => {
                 task::moved_to_background(state, work.hook.as_ref(), &work.label, false);

@@ -13,8 +13,8 @@ use http::Response;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
-use super::layer::State;
-use crate::background::{BackgroundHook, BackgroundOutcome};
+use super::state::State;
+use crate::hook::{BackgroundOutcome, CallbackHook};
 use crate::label::Label;
 
 /// What the handler ended with, sent to the waiting response future.
@@ -31,7 +31,7 @@ pub(crate) struct Work<F> {
     pub(crate) handler: Pin<Box<F>>,
     pub(crate) permit: OwnedSemaphorePermit,
     pub(crate) state: Arc<State>,
-    pub(crate) hook: Option<BackgroundHook>,
+    pub(crate) hook: Option<CallbackHook>,
     pub(crate) label: Label,
     pub(crate) started: Instant,
 }
@@ -107,7 +107,7 @@ pub(crate) async fn run<F, B, E>(
             "the client went away before an answer; the handler finished without one"
         );
         if let Some(hook) = &hook {
-            hook.started();
+            hook.background_started();
         }
     }
     match &finished {
@@ -133,14 +133,14 @@ pub(crate) async fn run<F, B, E>(
         Err(Failure::Panicked) => {}
     }
     if let Some(hook) = hook {
-        hook.finished(outcome, elapsed);
+        hook.background_finished(outcome, elapsed);
     }
 }
 
 /// Records that a callback was acknowledged before its handler finished.
 pub(crate) fn moved_to_background(
     state: &State,
-    hook: Option<&BackgroundHook>,
+    hook: Option<&CallbackHook>,
     label: &Label,
     missed_deadline: bool,
 ) {
@@ -152,7 +152,7 @@ pub(crate) fn moved_to_background(
         );
     }
     if let Some(hook) = hook {
-        hook.started();
+        hook.background_started();
     }
 }
 

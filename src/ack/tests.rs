@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
 use super::*;
-use crate::background::{BackgroundHook, BackgroundObserver, BackgroundOutcome};
+use crate::hook::{BackgroundOutcome, CallbackHook, CallbackObserver};
 
 type Handler =
     tower::util::BoxCloneSyncService<Request<Full<Bytes>>, Response<Full<Bytes>>, String>;
@@ -124,12 +124,13 @@ async fn a_full_bound_answers_503_not_success() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn lowering_the_bound_after_the_handle_was_taken_applies() {
+async fn lowering_the_bound_through_the_handle_applies_to_services_already_made() {
     let runs = Arc::new(AtomicUsize::new(0));
     let layer = FastAckLayer::new();
     let handle = layer.handle();
-    let layer = layer.max_in_flight(1);
     let service = layer.layer(sleepy(Duration::from_secs(10), runs));
+    handle.set_max_in_flight(1);
+    assert_eq!(handle.max_in_flight(), 1);
     assert_eq!(
         service.clone().oneshot(request()).await.unwrap().status(),
         200
@@ -227,7 +228,7 @@ async fn a_5xx_response_counts_as_failed() {
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<String>>>);
 
-impl BackgroundObserver for Recorder {
+impl CallbackObserver for Recorder {
     fn background_started(&self) {
         self.0.lock().unwrap().push("started".to_owned());
     }
@@ -240,10 +241,10 @@ impl BackgroundObserver for Recorder {
     }
 }
 
-fn recording_hook() -> (BackgroundHook, Arc<Mutex<Vec<String>>>) {
+fn recording_hook() -> (CallbackHook, Arc<Mutex<Vec<String>>>) {
     let recorder = Recorder::default();
     let events = recorder.0.clone();
-    (BackgroundHook::new(recorder), events)
+    (CallbackHook::new(recorder), events)
 }
 
 #[tokio::test(start_paused = true)]
@@ -430,7 +431,7 @@ async fn lowering_the_bound_while_handlers_run_takes_effect_as_they_finish() {
         );
     }
     // Both slots are held: the permit owed is taken back when a handler returns its own.
-    let _lowered = layer.clone().max_in_flight(1);
+    handle.set_max_in_flight(1);
     tokio::time::sleep(Duration::from_secs(7)).await; // both handlers done
     assert_eq!(handle.stats().in_flight, 0);
     assert_eq!(

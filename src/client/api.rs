@@ -24,7 +24,7 @@ use super::{
     TemplateMessage, TimeoutLayer, WECHAT_API_BASE,
 };
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 /// The assembled stack: `CircuitBreaker → Retry → AccessToken → Timeout → ReadBody → HTTP`.
 pub type ClientService = BoxCloneSyncService<Request<Full<Bytes>>, Response<Bytes>, ClientError>;

@@ -16,6 +16,7 @@ use tower_service::Service;
 
 use super::ClientError;
 use super::read_body::errcode;
+use crate::macros::define_inner_service_accessors;
 
 /// The breaker's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,6 +362,37 @@ impl State {
 pub struct CircuitBreaker<S> {
     inner: S,
     shared: Arc<Shared>,
+}
+
+impl<S> CircuitBreaker<S> {
+    /// Wraps `inner` in a closed breaker with the defaults.
+    ///
+    /// ```
+    /// use tower::service_fn;
+    /// use tower_wechat::client::{CircuitBreaker, ClientError};
+    ///
+    /// let service = CircuitBreaker::new(service_fn(|_: ()| async {
+    ///     Ok::<_, ClientError>(http::Response::new(bytes::Bytes::new()))
+    /// }));
+    /// # let _ = service;
+    /// ```
+    pub fn new(inner: S) -> Self {
+        CircuitBreakerLayer::new().layer(inner)
+    }
+
+    /// A [`CircuitBreakerLayer`] with the defaults.
+    ///
+    /// ```
+    /// use tower_wechat::client::CircuitBreaker;
+    ///
+    /// let layer = CircuitBreaker::<()>::layer();
+    /// # let _ = layer;
+    /// ```
+    pub fn layer() -> CircuitBreakerLayer {
+        CircuitBreakerLayer::new()
+    }
+
+    define_inner_service_accessors!();
 }
 
 impl<S> fmt::Debug for CircuitBreaker<S> {

@@ -104,7 +104,7 @@ mod api;
 mod breaker;
 mod error;
 mod http;
-mod message;
+mod outgoing;
 mod read_body;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -120,7 +120,7 @@ pub use api::{ClientService, WeChatClient, WeChatClientBuilder};
 pub use breaker::{BreakerState, BreakerStats, CircuitBreaker, CircuitBreakerLayer};
 pub use error::{ApiError, ClientError, SharedError};
 pub use http::{HttpClient, http_client};
-pub use message::{CustomMessage, TemplateMessage};
+pub use outgoing::{CustomMessage, TemplateMessage};
 pub use read_body::{ErrCode, ReadBody, ReadBodyLayer, errcode};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -128,7 +128,7 @@ pub use redis_store::{RedisTokenStore, RedisTokenStoreBuilder};
 pub use retry::{Idempotent, RetryPolicy, RetryStats};
 pub use secret::{ApiToken, AppSecret};
 pub use sender::{
-    BackgroundSender, Outgoing, QueueError, SenderReport, SenderRetry, ShutdownReport, Unsent,
+    BackgroundSender, Outgoing, QueueError, SenderReport, SenderRetry, SenderShutdown, Unsent,
 };
 pub use source::{Endpoint, IssuedToken, TokenRequest, TokenSource, WeChatTokenSource};
 pub use timeout::{Timeout, TimeoutLayer};

@@ -16,8 +16,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::ClientError;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
+use crate::macros::define_inner_service_accessors;
 
 /// WeChat's `errcode` of a buffered answer, put in its extensions by [`ReadBody`] so later
 /// layers need not parse the body again. Absent when the body has no `errcode`.
@@ -105,10 +105,31 @@ pub struct ReadBody<S> {
 }
 
 impl<S> ReadBody<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+    /// Wraps `inner` with the default body limit.
+    ///
+    /// ```
+    /// use tower_wechat::client::{ReadBody, http_client};
+    ///
+    /// let service = ReadBody::new(http_client().unwrap());
+    /// # let _ = service;
+    /// ```
+    pub fn new(inner: S) -> Self {
+        ReadBodyLayer::new().layer(inner)
     }
+
+    /// A [`ReadBodyLayer`] with the default body limit.
+    ///
+    /// ```
+    /// use tower_wechat::client::ReadBody;
+    ///
+    /// let layer = ReadBody::<()>::layer();
+    /// # let _ = layer;
+    /// ```
+    pub fn layer() -> ReadBodyLayer {
+        ReadBodyLayer::new()
+    }
+
+    define_inner_service_accessors!();
 }
 
 impl<S, Req, B> Service<Req> for ReadBody<S>

@@ -88,7 +88,7 @@ pub struct Unsent {
 /// What [`BackgroundSender::shutdown`] hands back.
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct ShutdownReport {
+pub struct SenderShutdown {
     /// The counters at the end.
     pub report: SenderReport,
     /// Every message that was not sent and not yet taken with
@@ -172,7 +172,7 @@ impl Default for SenderRetry {
 /// queue's capacity are kept; beyond that they are logged and counted as failed), and by
 /// [`shutdown`](Self::shutdown), which does not wait for retries: what is waiting for one
 /// then, or not sent on its one attempt during the drain, comes back in its
-/// [`ShutdownReport`]. A message that may have reached WeChat is never repeated here.
+/// [`SenderShutdown`]. A message that may have reached WeChat is never repeated here.
 ///
 /// Cheap to clone; clones feed the same queue.
 ///
@@ -323,7 +323,7 @@ impl BackgroundSender {
     /// stops waiting for retries, and hands back every message that was not sent with the
     /// report. Calls on other clones return at once (with the report and the unsent
     /// messages so far); bound the wait with `tokio::time::timeout` if need be.
-    pub async fn shutdown(self) -> ShutdownReport {
+    pub async fn shutdown(self) -> SenderShutdown {
         self.shared.closing.cancel();
         let worker = self.shared.worker.lock().await.take();
         if let Some(worker) = worker
@@ -331,7 +331,7 @@ impl BackgroundSender {
         {
             tracing::error!(%error, "the background sender's worker failed");
         }
-        ShutdownReport {
+        SenderShutdown {
             report: self.report(),
             unsent: self.take_unsent(),
         }

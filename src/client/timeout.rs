@@ -11,6 +11,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::ClientError;
+use crate::macros::define_inner_service_accessors;
 
 /// Applies [`Timeout`]: each call that takes longer than the timeout fails with
 /// [`ClientError::Timeout`] (put it inside the retry layer to time each attempt).
@@ -53,6 +54,40 @@ impl<S> Layer<S> for TimeoutLayer {
 pub struct Timeout<S> {
     inner: S,
     timeout: Duration,
+}
+
+impl<S> Timeout<S> {
+    /// Wraps `inner`, giving each call `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower::service_fn;
+    /// use tower_wechat::client::{ClientError, Timeout};
+    ///
+    /// let service = Timeout::new(
+    ///     service_fn(|_: ()| async { Ok::<_, ClientError>(()) }),
+    ///     Duration::from_secs(5),
+    /// );
+    /// # let _ = service;
+    /// ```
+    pub fn new(inner: S, timeout: Duration) -> Self {
+        TimeoutLayer::new(timeout).layer(inner)
+    }
+
+    /// A [`TimeoutLayer`] giving each call `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_wechat::client::Timeout;
+    ///
+    /// let layer = Timeout::<()>::layer(Duration::from_secs(5));
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(timeout: Duration) -> TimeoutLayer {
+        TimeoutLayer::new(timeout)
+    }
+
+    define_inner_service_accessors!();
 }
 
 impl<S, Req> Service<Req> for Timeout<S>

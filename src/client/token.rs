@@ -23,6 +23,7 @@ use super::read_body::errcode;
 use super::source::{MAX_TOKEN_LIFETIME, TokenRequest, TokenSource};
 use super::url::{BaseUrl, Origin};
 use super::{ApiToken, ClientError, WECHAT_API_BASE};
+use crate::macros::define_inner_service_accessors;
 
 /// Applies [`AccessToken`]: appends `access_token=...` to each request's query.
 ///
@@ -380,6 +381,45 @@ pub struct AccessToken<S> {
     cache: Arc<TokenCache>,
     origin: Arc<Origin>,
     wait: Duration,
+}
+
+impl<S> AccessToken<S> {
+    /// Wraps `inner`, taking tokens from `source` with the defaults of
+    /// [`AccessTokenLayer::new`].
+    ///
+    /// ```no_run
+    /// use tower_wechat::client::{AccessToken, AppSecret, ReadBody, WECHAT_API_BASE, WeChatTokenSource, http_client};
+    ///
+    /// # fn main() -> Result<(), tower_wechat::client::ClientError> {
+    /// let http = ReadBody::new(http_client()?);
+    /// let source = WeChatTokenSource::new(http.clone(), WECHAT_API_BASE, "wx1234", AppSecret::new("secret"))?;
+    /// let service = AccessToken::new(http, source);
+    /// # let _ = service;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn new(inner: S, source: impl TokenSource) -> Self {
+        AccessTokenLayer::new(source).layer(inner)
+    }
+
+    /// An [`AccessTokenLayer`] taking tokens from `source`.
+    ///
+    /// ```no_run
+    /// use tower_wechat::client::{AccessToken, AppSecret, ReadBody, WECHAT_API_BASE, WeChatTokenSource, http_client};
+    ///
+    /// # fn main() -> Result<(), tower_wechat::client::ClientError> {
+    /// let http = ReadBody::new(http_client()?);
+    /// let source = WeChatTokenSource::new(http, WECHAT_API_BASE, "wx1234", AppSecret::new("secret"))?;
+    /// let layer = AccessToken::<()>::layer(source);
+    /// # let _ = layer;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn layer(source: impl TokenSource) -> AccessTokenLayer {
+        AccessTokenLayer::new(source)
+    }
+
+    define_inner_service_accessors!();
 }
 
 impl<S> fmt::Debug for AccessToken<S> {

@@ -1,18 +1,16 @@
-//! [`DedupLayer`]: settings, counters and the store its services share.
+//! [`DedupLayer`]: the settings and builder of [`Dedup`], and its `Layer` impl.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::key::default_key;
+use super::handle::DedupHandle;
 use super::memory::MemoryStore;
 use super::service::Dedup;
+use super::state::{Settings, State};
 use crate::Message;
-
-type KeyFn = dyn Fn(&Message) -> Option<String> + Send + Sync;
 
 /// Processes each WeChat callback once, however many times WeChat delivers it.
 ///
@@ -39,20 +37,22 @@ type KeyFn = dyn Fn(&Message) -> Option<String> + Send + Sync;
 /// error is logged — a retry might then run twice, but no message is lost. With
 /// [`fail_closed`](Self::fail_closed) it is answered `503` instead, so WeChat retries later
 /// (after its third try the message is lost).
+///
+/// Each builder method returns a layer with fresh counters, so take the
+/// [handle](Self::handle) after the last one.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_wechat::DedupLayer;
+///
+/// let layer = DedupLayer::new().ttl(Duration::from_secs(600));
+/// let handle = layer.handle();
+/// # let _ = handle;
+/// ```
+#[must_use]
 pub struct DedupLayer<St = MemoryStore> {
-    pub(crate) store: Arc<St>,
-    pub(crate) config: Arc<Config>,
-    pub(crate) counters: Arc<Counters>,
-}
-
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) key: Arc<KeyFn>,
-    pub(crate) ttl: Duration,
-    pub(crate) lease: Duration,
-    pub(crate) wait_timeout: Duration,
-    pub(crate) store_timeout: Duration,
-    pub(crate) fail_closed: bool,
+    store: Arc<St>,
+    state: Arc<State>,
 }
 
 impl DedupLayer<MemoryStore> {
@@ -70,73 +70,68 @@ impl Default for DedupLayer<MemoryStore> {
 
 impl<St> DedupLayer<St> {
     /// Dedup in `store` (for several replicas: `RedisStore`, feature `redis`).
+    ///
+    /// ```
+    /// use tower_wechat::dedup::{DedupLayer, MemoryStore};
+    ///
+    /// let layer = DedupLayer::with_store(MemoryStore::with_capacity(10_000));
+    /// # let _ = layer;
+    /// ```
     pub fn with_store(store: St) -> Self {
         Self {
             store: Arc::new(store),
-            config: Arc::new(Config {
-                key: Arc::new(default_key),
-                ttl: Duration::from_secs(300),
-                lease: Duration::from_secs(10),
-                wait_timeout: Duration::from_secs(4),
-                store_timeout: Duration::from_secs(1),
-                fail_closed: false,
-            }),
-            counters: Arc::default(),
+            state: Arc::new(State::new(Settings::default())),
         }
     }
 
-    fn config(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        change(Arc::make_mut(&mut self.config));
-        self
+    fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.state.settings.clone();
+        change(&mut settings);
+        Self {
+            store: self.store,
+            state: Arc::new(State::new(settings)),
+        }
     }
 
     /// Keys callbacks with `key` instead of [`default_key`](super::default_key); `None`
     /// lets a callback through without dedup.
-    #[must_use]
     pub fn key(self, key: impl Fn(&Message) -> Option<String> + Send + Sync + 'static) -> Self {
-        self.config(|c| c.key = Arc::new(key))
+        self.with(|c| c.key = Arc::new(key))
     }
 
     /// How long a processed callback's response is kept for replay (5 minutes by default;
     /// WeChat's three tries span about 15 seconds).
-    #[must_use]
     pub fn ttl(self, ttl: Duration) -> Self {
-        self.config(|c| c.ttl = ttl)
+        self.with(|c| c.ttl = ttl)
     }
 
     /// How long a claim lasts if its attempt neither completes nor fails — a crashed replica
     /// (10 s by default). Keep it longer than the inner service takes to answer: with
     /// [`FastAckLayer`](crate::ack::FastAckLayer) inside, that is its deadline.
-    #[must_use]
     pub fn lease(self, lease: Duration) -> Self {
-        self.config(|c| c.lease = lease)
+        self.with(|c| c.lease = lease)
     }
 
     /// How long a retry waits for the first attempt's response (4 s by default). When it
     /// runs out the retry is answered `503`, so WeChat tries once more later.
-    #[must_use]
     pub fn wait_timeout(self, timeout: Duration) -> Self {
-        self.config(|c| c.wait_timeout = timeout)
+        self.with(|c| c.wait_timeout = timeout)
     }
 
     /// How long one store operation may take before it counts as a store failure (1 s by
     /// default).
-    #[must_use]
     pub fn store_timeout(self, timeout: Duration) -> Self {
-        self.config(|c| c.store_timeout = timeout)
+        self.with(|c| c.store_timeout = timeout)
     }
 
     /// Answers `503` when the store fails, instead of processing the callback without dedup.
-    #[must_use]
     pub fn fail_closed(self) -> Self {
-        self.config(|c| c.fail_closed = true)
+        self.with(|c| c.fail_closed = true)
     }
 
     /// The counters of this layer's services.
     pub fn handle(&self) -> DedupHandle {
-        DedupHandle {
-            counters: self.counters.clone(),
-        }
+        DedupHandle::new(self.state.clone())
     }
 }
 
@@ -144,8 +139,7 @@ impl<St> Clone for DedupLayer<St> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
-            config: self.config.clone(),
-            counters: self.counters.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -157,82 +151,51 @@ impl<S, St> Layer<S> for DedupLayer<St> {
         Dedup {
             inner,
             store: self.store.clone(),
-            config: self.config.clone(),
-            counters: self.counters.clone(),
+            state: self.state.clone(),
         }
     }
 }
 
 impl<St: fmt::Debug> fmt::Debug for DedupLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let settings = &self.state.settings;
         f.debug_struct("DedupLayer")
             .field("store", &self.store)
-            .field("ttl", &self.config.ttl)
-            .field("lease", &self.config.lease)
-            .field("wait_timeout", &self.config.wait_timeout)
-            .field("store_timeout", &self.config.store_timeout)
-            .field("fail_closed", &self.config.fail_closed)
+            .field("ttl", &settings.ttl)
+            .field("lease", &settings.lease)
+            .field("wait_timeout", &settings.wait_timeout)
+            .field("store_timeout", &settings.store_timeout)
+            .field("fail_closed", &settings.fail_closed)
             .finish_non_exhaustive()
     }
 }
 
-/// Counters of a [`DedupLayer`]; see [`DedupStats`].
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) processed: AtomicU64,
-    pub(crate) replayed: AtomicU64,
-    pub(crate) coalesced: AtomicU64,
-    pub(crate) released: AtomicU64,
-    pub(crate) busy: AtomicU64,
-    pub(crate) store_errors: AtomicU64,
-    pub(crate) unkeyed: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+impl<S> Dedup<S, MemoryStore> {
+    /// Wraps `inner`, de-duplicating in this process's memory with the default settings
+    /// (its handle is out of reach; use [`DedupLayer`] to keep one).
+    ///
+    /// ```
+    /// use tower::service_fn;
+    /// use tower_wechat::dedup::Dedup;
+    ///
+    /// let service = Dedup::new(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+    /// }));
+    /// # let _ = service;
+    /// ```
+    pub fn new(inner: S) -> Self {
+        DedupLayer::new().layer(inner)
     }
-}
 
-/// Reads a [`DedupLayer`]'s counters; cheap to clone.
-#[derive(Clone, Debug)]
-pub struct DedupHandle {
-    counters: Arc<Counters>,
-}
-
-/// A snapshot of a [`DedupLayer`]'s counters (all since start).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DedupStats {
-    /// First deliveries that ran the inner service (and stored its response).
-    pub processed: u64,
-    /// Repeat deliveries answered with the stored response.
-    pub replayed: u64,
-    /// Repeat deliveries that waited for the first attempt and got its response.
-    pub coalesced: u64,
-    /// First attempts that failed and released their key for a retry.
-    pub released: u64,
-    /// Repeat deliveries answered `503` because the first attempt was still running.
-    pub busy: u64,
-    /// Store operations that failed or timed out.
-    pub store_errors: u64,
-    /// Requests passed through without a key (no `Message`, or the key function said no).
-    pub unkeyed: u64,
-}
-
-impl DedupHandle {
-    /// The counters now.
-    pub fn stats(&self) -> DedupStats {
-        let c = &self.counters;
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        DedupStats {
-            processed: read(&c.processed),
-            replayed: read(&c.replayed),
-            coalesced: read(&c.coalesced),
-            released: read(&c.released),
-            busy: read(&c.busy),
-            store_errors: read(&c.store_errors),
-            unkeyed: read(&c.unkeyed),
-        }
+    /// A [`DedupLayer`] with the in-memory store and the default settings.
+    ///
+    /// ```
+    /// use tower_wechat::dedup::Dedup;
+    ///
+    /// let layer = Dedup::<(), _>::layer();
+    /// # let _ = layer;
+    /// ```
+    pub fn layer() -> DedupLayer {
+        DedupLayer::new()
     }
 }

@@ -34,17 +34,20 @@
 //! ```
 
 mod future;
+mod handle;
 mod key;
 mod layer;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
+mod state;
 mod store;
 
 pub use future::ResponseFuture;
+pub use handle::{DedupHandle, DedupStats};
 pub use key::default_key;
-pub use layer::{DedupHandle, DedupLayer, DedupStats};
+pub use layer::DedupLayer;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

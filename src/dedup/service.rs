@@ -14,23 +14,21 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::layer::{Config, Counters};
+use super::state::{Counters, State};
 use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waited};
-use crate::Message;
 use crate::body::plain_text;
 use crate::label::Label;
+use crate::macros::define_inner_service_accessors;
+use crate::{BoxError, Message};
 
 /// Largest response body stored for replay; a larger one is replayed as `success`.
 const MAX_STORED_BODY: usize = 64 * 1024;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Middleware that processes each callback once; see [`DedupLayer`](super::DedupLayer).
 pub struct Dedup<S, St> {
     pub(crate) inner: S,
     pub(crate) store: Arc<St>,
-    pub(crate) config: Arc<Config>,
-    pub(crate) counters: Arc<Counters>,
+    pub(crate) state: Arc<State>,
 }
 
 impl<S: Clone, St> Clone for Dedup<S, St> {
@@ -38,8 +36,7 @@ impl<S: Clone, St> Clone for Dedup<S, St> {
         Self {
             inner: self.inner.clone(),
             store: self.store.clone(),
-            config: self.config.clone(),
-            counters: self.counters.clone(),
+            state: self.state.clone(),
         }
     }
 }
@@ -54,20 +51,7 @@ impl<S: fmt::Debug, St: fmt::Debug> fmt::Debug for Dedup<S, St> {
 }
 
 impl<S, St> Dedup<S, St> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, St, ReqBody, ResBody> Service<Request<ReqBody>> for Dedup<S, St>
@@ -92,14 +76,14 @@ where
         // The clone is ready only if `poll_ready` said so of the original: swap them.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
+        self.state.order.has_message(&request);
         let key = request
             .extensions()
             .get::<Message>()
-            .and_then(|message| (self.config.key)(message));
+            .and_then(|message| (self.state.settings.key)(message));
         let attempt = Attempt {
             store: self.store.clone(),
-            config: self.config.clone(),
-            counters: self.counters.clone(),
+            state: self.state.clone(),
             label: Label::of(&request),
         };
         ResponseFuture::new(attempt.run(inner, request, key))
@@ -109,8 +93,7 @@ where
 /// One delivery of a keyed callback.
 struct Attempt<St> {
     store: Arc<St>,
-    config: Arc<Config>,
-    counters: Arc<Counters>,
+    state: Arc<State>,
     label: Label,
 }
 
@@ -134,7 +117,7 @@ impl<St: DedupStore> Attempt<St> {
         ResBody::Error: Into<BoxError>,
     {
         let Some(key) = key else {
-            Counters::bump(&self.counters.unkeyed);
+            Counters::bump(&self.state.counters.unkeyed);
             return forward(inner, request).await.map(|(response, _)| response);
         };
         let lease = match self.decide(&key).await {
@@ -147,9 +130,12 @@ impl<St: DedupStore> Attempt<St> {
         };
         match &result {
             Ok((response, Some(stored))) if !response.status().is_server_error() => {
-                Counters::bump(&self.counters.processed);
+                Counters::bump(&self.state.counters.processed);
                 match self
-                    .timed(self.store.complete(&key, lease, stored, self.config.ttl))
+                    .timed(
+                        self.store
+                            .complete(&key, lease, stored, self.state.settings.ttl),
+                    )
                     .await
                 {
                     Ok(true) => {}
@@ -161,7 +147,7 @@ impl<St: DedupStore> Attempt<St> {
                 }
             }
             _ => {
-                Counters::bump(&self.counters.released);
+                Counters::bump(&self.state.counters.released);
                 tracing::warn!(
                     msg = %self.label,
                     "the first attempt failed; releasing its dedup key so a retry runs again"
@@ -179,23 +165,26 @@ impl<St: DedupStore> Attempt<St> {
         // Read the clock only if a wait begins.
         let mut deadline = None;
         loop {
-            let claim = match self.timed(self.store.claim(key, self.config.lease)).await {
+            let claim = match self
+                .timed(self.store.claim(key, self.state.settings.lease))
+                .await
+            {
                 Ok(claim) => claim,
                 Err(error) => return self.on_store_failure(&error),
             };
             let stored = match claim {
                 Claim::Claimed(lease) => return Decision::Run(Some(lease)),
                 Claim::Done(stored) => {
-                    Counters::bump(&self.counters.replayed);
+                    Counters::bump(&self.state.counters.replayed);
                     tracing::debug!(msg = %self.label, "repeat delivery: replaying the stored response");
                     return Decision::Answer(stored.to_response());
                 }
                 Claim::InProgress => {
-                    let deadline =
-                        *deadline.get_or_insert_with(|| Instant::now() + self.config.wait_timeout);
+                    let deadline = *deadline
+                        .get_or_insert_with(|| Instant::now() + self.state.settings.wait_timeout);
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     let waited = Box::pin(tokio::time::timeout(
-                        remaining + self.config.store_timeout,
+                        remaining + self.state.settings.store_timeout,
                         self.store.wait(key, remaining),
                     ))
                     .await
@@ -204,7 +193,7 @@ impl<St: DedupStore> Attempt<St> {
                         Ok(Waited::Done(stored)) => stored,
                         Ok(Waited::Released) if Instant::now() < deadline => continue,
                         Ok(Waited::Released | Waited::StillInProgress) => {
-                            Counters::bump(&self.counters.busy);
+                            Counters::bump(&self.state.counters.busy);
                             tracing::warn!(
                                 msg = %self.label,
                                 "repeat delivery while the first is still running; answering 503"
@@ -218,7 +207,7 @@ impl<St: DedupStore> Attempt<St> {
                     }
                 }
             };
-            Counters::bump(&self.counters.coalesced);
+            Counters::bump(&self.state.counters.coalesced);
             tracing::debug!(msg = %self.label, "repeat delivery: answered with the first attempt's response");
             return Decision::Answer(stored.to_response());
         }
@@ -228,12 +217,12 @@ impl<St: DedupStore> Attempt<St> {
         &self,
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        timeout(self.config.store_timeout, operation).await
+        timeout(self.state.settings.store_timeout, operation).await
     }
 
     fn on_store_failure(&self, error: &StoreError) -> Decision {
         self.store_failed(error, "claiming the key");
-        if self.config.fail_closed {
+        if self.state.settings.fail_closed {
             Decision::Answer(plain_text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "dedup store unavailable, retry later",
@@ -244,8 +233,8 @@ impl<St: DedupStore> Attempt<St> {
     }
 
     fn store_failed(&self, error: &StoreError, doing: &str) {
-        Counters::bump(&self.counters.store_errors);
-        let then = match (doing, self.config.fail_closed) {
+        Counters::bump(&self.state.counters.store_errors);
+        let then = match (doing, self.state.settings.fail_closed) {
             ("claiming the key", false) => "; processing without dedup (fail open)",
             ("claiming the key", true) => "; answering 503 (fail closed)",
             _ => "",

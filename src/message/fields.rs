@@ -4,6 +4,7 @@
 //! by its offset, so nothing is validated or copied twice.
 
 use std::borrow::Cow;
+use std::str::FromStr;
 
 use quick_xml::Reader;
 use quick_xml::escape::unescape;
@@ -231,5 +232,106 @@ fn slice_of<'a>(xml: &'a str, bytes: &[u8]) -> Result<Cow<'a, str>, ParseError> 
         None => std::str::from_utf8(bytes)
             .map(|text| Cow::Owned(text.to_owned()))
             .map_err(|_| ParseError::NotUtf8),
+    }
+}
+
+/// The `(name below the prefix, text)` fields of one repeated element.
+pub(crate) type Group<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+/// The walked fields, taken one by one into typed slots; what is left is `extra`.
+pub(crate) struct Fields<'a> {
+    fields: Vec<Option<Field<'a>>>,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(fields: Vec<Option<Field<'a>>>) -> Self {
+        Self { fields }
+    }
+
+    /// Whether a field at `path` is still there.
+    pub(crate) fn has(&self, path: &str) -> bool {
+        self.fields
+            .iter()
+            .any(|slot| slot.as_ref().is_some_and(|field| field.path == path))
+    }
+
+    /// Takes the first field at `path`.
+    pub(crate) fn take(&mut self, path: &str) -> Option<Field<'a>> {
+        self.fields
+            .iter_mut()
+            .find(|slot| slot.as_ref().is_some_and(|field| field.path == path))
+            .and_then(Option::take)
+    }
+
+    pub(crate) fn optional(&mut self, path: &str) -> Option<String> {
+        self.take(path).map(|field| field.value.into_owned())
+    }
+
+    /// The text of a required field, without copying it.
+    pub(crate) fn required_text(&mut self, path: &'static str) -> Result<Cow<'a, str>, ParseError> {
+        self.take(path)
+            .map(|field| field.value)
+            .ok_or(ParseError::MissingField(path))
+    }
+
+    pub(crate) fn required(&mut self, path: &'static str) -> Result<String, ParseError> {
+        self.optional(path).ok_or(ParseError::MissingField(path))
+    }
+
+    pub(crate) fn optional_number<N: FromStr>(
+        &mut self,
+        path: &'static str,
+    ) -> Result<Option<N>, ParseError> {
+        self.take(path)
+            .map(|field| {
+                field
+                    .value
+                    .trim()
+                    .parse()
+                    .map_err(|_| ParseError::InvalidField(path))
+            })
+            .transpose()
+    }
+
+    pub(crate) fn number<N: FromStr>(&mut self, path: &'static str) -> Result<N, ParseError> {
+        self.optional_number(path)?
+            .ok_or(ParseError::MissingField(path))
+    }
+
+    /// Takes every field at `path`, in document order.
+    pub(crate) fn all(&mut self, path: &str) -> Vec<String> {
+        self.fields
+            .iter_mut()
+            .filter(|slot| slot.as_ref().is_some_and(|field| field.path == path))
+            .filter_map(|slot| slot.take().map(|field| field.value.into_owned()))
+            .collect()
+    }
+
+    /// Takes the fields below `prefix` grouped by the element holding them (one group per
+    /// repeated `item`), in document order.
+    pub(crate) fn groups(&mut self, prefix: &str) -> Vec<Group<'a>> {
+        let mut groups: Vec<(u32, Group<'a>)> = Vec::new();
+        for slot in &mut self.fields {
+            let Some(field) = slot.take_if(|field| field.path.starts_with(prefix)) else {
+                continue;
+            };
+            let name = match &field.path {
+                Cow::Borrowed(path) => Cow::Borrowed(&path[prefix.len()..]),
+                Cow::Owned(path) => Cow::Owned(path[prefix.len()..].to_owned()),
+            };
+            match groups.last_mut() {
+                Some((parent, group)) if *parent == field.parent => group.push((name, field.value)),
+                _ => groups.push((field.parent, vec![(name, field.value)])),
+            }
+        }
+        groups.into_iter().map(|(_, group)| group).collect()
+    }
+
+    pub(crate) fn into_extra(self) -> Vec<(String, String)> {
+        self.fields
+            .into_iter()
+            .flatten()
+            .map(|field| (field.path.into_owned(), field.value.into_owned()))
+            .collect()
     }
 }

@@ -2,15 +2,14 @@
 
 use std::fmt;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use http_body_util::Full;
 
 use super::ParseError;
+use super::fields::Fields;
 use super::fields::leaf_fields;
-use super::incoming::Fields;
 
 /// A passive reply: a message sent back in the HTTP response, or the plain `success` ack that
 /// tells WeChat the callback was handled and nothing is sent to the user.
@@ -487,10 +486,4 @@ fn push_xml_chars(out: &mut String, text: &str) {
 
 fn is_not_xml_char(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
 }

@@ -11,11 +11,11 @@ use http::{Request, StatusCode};
 use tracing::Span;
 use tracing::field::Empty;
 
-use crate::background::{BackgroundHook, BackgroundObserver, BackgroundOutcome};
+use crate::hook::{BackgroundOutcome, CallbackHook, CallbackObserver};
 use crate::message::{Event, Message, MessageKind, mask_openid};
 
-use super::MsgType;
-use super::layer::Settings;
+use super::state::Settings;
+use super::stats::MsgType;
 
 /// The `target` of the span and events this module logs.
 pub(crate) const TARGET: &str = "tower_wechat::timing";
@@ -133,30 +133,7 @@ impl CallbackTiming {
     /// now and into the access line and statistics when the response is sent. The first
     /// call wins; later ones are ignored.
     pub fn record_message(&self, message: &Message) {
-        let state = &*self.0;
-        if state.message.get().is_some() {
-            return;
-        }
-        let facts = Facts::of(message);
-        let span = &state.span;
-        // Recording into a disabled span still costs (tracing's `log` feature, which axum
-        // turns on, looks at each field), so only an enabled span is told.
-        if !span.is_disabled() {
-            span.record("msg_type", &*facts.type_name);
-            if let Some(msg_id) = facts.msg_id {
-                span.record("msg_id", msg_id);
-            }
-            if let Some(event) = &facts.event {
-                span.record("event", &**event);
-            }
-            if let Some(event_key) = &facts.event_key {
-                span.record("event_key", &**event_key);
-            }
-            if !message.from_user_name.is_empty() {
-                span.record("openid", mask_openid(&message.from_user_name).as_str());
-            }
-        }
-        let _ = state.message.set(facts);
+        self.0.record_message(message);
     }
 
     /// The callback's `wechat_callback` span.
@@ -177,9 +154,10 @@ impl CallbackTiming {
             .map_or(MsgType::NoMessage, |facts| facts.msg_type)
     }
 
-    /// The hook FastAck calls about background work, sharing this handle's allocation.
-    pub(crate) fn background_hook(&self) -> BackgroundHook {
-        BackgroundHook::from_arc(self.0.clone())
+    /// The hook inner layers call (message parsed, background work), sharing this handle's
+    /// allocation.
+    pub(crate) fn hook(&self) -> CallbackHook {
+        CallbackHook::from_arc(self.0.clone())
     }
 
     /// Records the latency, logs the access line and closes the span's fields.
@@ -247,7 +225,40 @@ impl CallbackTiming {
     }
 }
 
-impl BackgroundObserver for State {
+impl State {
+    fn record_message(&self, message: &Message) {
+        let state = self;
+        if state.message.get().is_some() {
+            return;
+        }
+        let facts = Facts::of(message);
+        let span = &state.span;
+        // Recording into a disabled span still costs (tracing's `log` feature, which axum
+        // turns on, looks at each field), so only an enabled span is told.
+        if !span.is_disabled() {
+            span.record("msg_type", &*facts.type_name);
+            if let Some(msg_id) = facts.msg_id {
+                span.record("msg_id", msg_id);
+            }
+            if let Some(event) = &facts.event {
+                span.record("event", &**event);
+            }
+            if let Some(event_key) = &facts.event_key {
+                span.record("event_key", &**event_key);
+            }
+            if !message.from_user_name.is_empty() {
+                span.record("openid", mask_openid(&message.from_user_name).as_str());
+            }
+        }
+        let _ = state.message.set(facts);
+    }
+}
+
+impl CallbackObserver for State {
+    fn message_parsed(&self, message: &Message) {
+        self.record_message(message);
+    }
+
     fn background_started(&self) {
         self.background.store(true, Relaxed);
         self.settings.stats.record_background_started();

@@ -8,8 +8,7 @@ use std::task::{Context, Poll, ready};
 use http::Response;
 use pin_project::{pin_project, pinned_drop};
 
-use super::CallbackTiming;
-use super::callback::Ending;
+use super::callback::{CallbackTiming, Ending};
 
 /// Response future of [`Timing`](super::Timing).
 ///

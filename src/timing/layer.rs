@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::{LatencyStats, Timing};
+use super::service::Timing;
+use super::state::Settings;
+use super::stats::LatencyStats;
 
 /// Applies [`Timing`] to a service: a span and an access-log line per callback, latency
 /// statistics, a warning over the budget and an error past WeChat's deadline.
@@ -29,13 +31,6 @@ use super::{LatencyStats, Timing};
 #[must_use]
 pub struct TimingLayer {
     pub(crate) settings: Arc<Settings>,
-}
-
-#[derive(Clone)]
-pub(crate) struct Settings {
-    pub(crate) budget: Duration,
-    pub(crate) deadline: Duration,
-    pub(crate) stats: LatencyStats,
 }
 
 impl TimingLayer {
@@ -104,6 +99,35 @@ impl<S> Layer<S> for TimingLayer {
             inner,
             settings: self.settings.clone(),
         }
+    }
+}
+
+impl<S> Timing<S> {
+    /// Wraps `inner` with the default settings.
+    ///
+    /// ```
+    /// use tower::service_fn;
+    /// use tower_wechat::timing::Timing;
+    ///
+    /// let service = Timing::new(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// }));
+    /// # let _ = service;
+    /// ```
+    pub fn new(inner: S) -> Self {
+        TimingLayer::new().layer(inner)
+    }
+
+    /// A [`TimingLayer`] with the default settings.
+    ///
+    /// ```
+    /// use tower_wechat::timing::Timing;
+    ///
+    /// let layer = Timing::<()>::layer();
+    /// # let _ = layer;
+    /// ```
+    pub fn layer() -> TimingLayer {
+        TimingLayer::new()
     }
 }
 

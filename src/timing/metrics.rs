@@ -36,9 +36,9 @@ use std::time::Duration;
 use http::StatusCode;
 use metrics::{SharedString, Unit, counter, describe_counter, describe_histogram, histogram};
 
-use crate::background::BackgroundOutcome;
+use crate::hook::BackgroundOutcome;
 
-use super::MsgType;
+use super::stats::MsgType;
 
 /// Histogram: seconds from the callback reaching the layer to its response head.
 pub const CALLBACK_DURATION_SECONDS: &str = "wechat_callback_duration_seconds";

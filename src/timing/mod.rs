@@ -41,7 +41,7 @@
 //!   WeChat's 5 s [deadline](TimingLayer::deadline). A callback whose future is dropped
 //!   unanswered (the client went away) gets `callback dropped unanswered` at WARN (ERROR
 //!   past the deadline); an inner error without a response, ERROR.
-//! - **Background work.** [`Timing`] puts a [`BackgroundHook`](crate::background) in the
+//! - **Background work.** [`Timing`] puts a [`CallbackHook`](crate::hook::CallbackHook) in the
 //!   request extensions; when FastAck moves a slow handler to the background and it ends,
 //!   one line `background work finished` is logged under the callback's span with
 //!   `outcome` and `background_ms` (INFO when completed, WARN when failed or panicked), and
@@ -61,12 +61,15 @@
 //!
 //! # Where the message fields come from
 //!
-//! TimingLayer only sees the raw request. It puts a [`CallbackTiming`] in the request
-//! extensions, which travel inward with the request; whoever holds the parsed
-//! [`Message`](crate::Message) calls [`CallbackTiming::record_message`]:
-//! [`VerifyLayer`](crate::VerifyLayer) does, as soon as it has parsed the message. For a
-//! stack where the message comes from elsewhere, [`RecordMessageLayer`] placed inside that
-//! source records it from the request extensions. Until a message is
+//! TimingLayer only sees the raw request. It puts a [`CallbackHook`](crate::hook::CallbackHook)
+//! in the request extensions, which travel inward with the request; whoever holds the
+//! parsed [`Message`](crate::Message) tells it
+//! ([`message_parsed`](crate::hook::CallbackHook::message_parsed)):
+//! [`VerifyLayer`](crate::VerifyLayer) does, as soon as it has parsed the message, without
+//! knowing anything of timing (see [`hook`](crate::hook)). For a stack where the message
+//! comes from elsewhere, [`RecordMessageLayer`] placed inside that source tells the hook
+//! from the request extensions. A [`CallbackTiming`] is in the extensions too, for handlers
+//! that want the callback's span or elapsed time. Until a message is
 //! recorded, statistics file the callback under [`MsgType::NoMessage`] (`none`), as they do
 //! handshakes and rejected requests.
 //!
@@ -121,6 +124,7 @@ mod layer;
 pub mod metrics;
 mod record;
 mod service;
+mod state;
 mod stats;
 
 pub use callback::CallbackTiming;

@@ -1,4 +1,4 @@
-//! [`RecordMessageLayer`]: tells the callback's [`CallbackTiming`] which message it carries.
+//! [`RecordMessageLayer`]: tells the callback's [`CallbackHook`] which message it carries.
 
 use std::task::{Context, Poll};
 
@@ -6,16 +6,17 @@ use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::hook::CallbackHook;
+use crate::macros::define_inner_service_accessors;
 use crate::message::Message;
 
-use super::CallbackTiming;
-
-/// Records the verified [`Message`] into the callback's [`CallbackTiming`], so the span,
-/// the access line and the statistics name its type, `MsgId` and event.
+/// Tells the callback's [`CallbackHook`] (TimingLayer's, when it is outside) which
+/// [`Message`] it carries, so the span, the access line and the statistics name its type,
+/// `MsgId` and event. Only needed when the message comes from something other than
+/// [`VerifyLayer`](crate::VerifyLayer), which tells the hook itself.
 ///
-/// Put it inside [`VerifyLayer`](crate::VerifyLayer) (which puts the `Message` in the
-/// request extensions), anywhere before the handler. Recording is idempotent: if an outer
-/// layer already recorded the message, this does nothing.
+/// Put it inside whatever puts the `Message` in the request extensions, anywhere before the
+/// handler. TimingLayer records the first message it is told of; later calls do nothing.
 ///
 /// ```
 /// use axum::{Router, routing::post};
@@ -49,14 +50,33 @@ pub struct RecordMessage<S> {
 
 impl<S> RecordMessage<S> {
     /// Wraps `inner`.
+    ///
+    /// ```
+    /// use tower::service_fn;
+    /// use tower_wechat::timing::RecordMessage;
+    ///
+    /// let service = RecordMessage::new(service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    /// }));
+    /// # let _ = service;
+    /// ```
     pub fn new(inner: S) -> Self {
         Self { inner }
     }
 
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
+    /// The layer, [`RecordMessageLayer`].
+    ///
+    /// ```
+    /// use tower_wechat::timing::RecordMessage;
+    ///
+    /// let layer = RecordMessage::<()>::layer();
+    /// # let _ = layer;
+    /// ```
+    pub fn layer() -> RecordMessageLayer {
+        RecordMessageLayer
     }
+
+    define_inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for RecordMessage<S>
@@ -73,11 +93,11 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let extensions = request.extensions();
-        if let (Some(timing), Some(message)) = (
-            extensions.get::<CallbackTiming>(),
+        if let (Some(hook), Some(message)) = (
+            extensions.get::<CallbackHook>(),
             extensions.get::<Message>(),
         ) {
-            timing.record_message(message);
+            hook.message_parsed(message);
         }
         self.inner.call(request)
     }

@@ -7,15 +7,17 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::layer::Settings;
-use super::{CallbackTiming, ResponseFuture, TimingLayer};
+use super::callback::CallbackTiming;
+use super::future::ResponseFuture;
+use super::state::Settings;
+use crate::macros::define_inner_service_accessors;
 
-/// Middleware that times WeChat callbacks; see [`TimingLayer`] and the
+/// Middleware that times WeChat callbacks; see [`TimingLayer`](super::TimingLayer) and the
 /// [module docs](super).
 ///
 /// For each request it opens the `wechat_callback` span, puts a [`CallbackTiming`] and a
-/// [`BackgroundHook`](crate::background::BackgroundHook) in the request extensions, and
-/// calls the inner service inside the span. Responses pass through untouched.
+/// [`CallbackHook`](crate::hook::CallbackHook) in the request extensions, and calls the
+/// inner service inside the span. Responses pass through untouched.
 #[derive(Clone)]
 pub struct Timing<S> {
     pub(crate) inner: S,
@@ -23,30 +25,7 @@ pub struct Timing<S> {
 }
 
 impl<S> Timing<S> {
-    /// Wraps `inner` with the default settings.
-    pub fn new(inner: S) -> Self {
-        tower_layer::Layer::layer(&TimingLayer::new(), inner)
-    }
-
-    /// A [`TimingLayer`] with the default settings.
-    pub fn layer() -> TimingLayer {
-        TimingLayer::new()
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timing<S>
@@ -64,7 +43,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let timing = CallbackTiming::start(&self.settings, &request);
         let extensions = request.extensions_mut();
-        extensions.insert(timing.background_hook());
+        extensions.insert(timing.hook());
         extensions.insert(timing.clone());
         let inner = {
             let _entered = timing.span().enter();

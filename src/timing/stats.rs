@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::background::BackgroundOutcome;
+use crate::hook::BackgroundOutcome;
 use crate::message::{Message, MessageKind};
 
 use super::histogram::{Histogram, HistogramSnapshot};

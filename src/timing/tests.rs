@@ -19,7 +19,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use super::histogram::{BUCKETS, Histogram, bucket_index, bucket_upper_bound};
 use super::*;
-use crate::background::{BackgroundHook, BackgroundOutcome};
+use crate::hook::{BackgroundOutcome, CallbackHook};
 use crate::signature::{Signature, Token};
 use crate::{Message, VerifyLayer};
 
@@ -590,17 +590,17 @@ impl<B: Send + 'static> tower::Service<Request<B>> for FakeFastAck {
         use tracing::Instrument;
         let hook = request
             .extensions()
-            .get::<BackgroundHook>()
+            .get::<CallbackHook>()
             .cloned()
             .expect("TimingLayer puts a hook in the extensions");
         let (work, outcome) = (self.work, self.outcome);
         let started = std::time::Instant::now();
-        hook.started();
+        hook.background_started();
         tokio::spawn(
             async move {
                 tokio::time::sleep(work).await;
                 tracing::info!(target: "handler", "slow handler done");
-                hook.finished(outcome, started.elapsed());
+                hook.background_finished(outcome, started.elapsed());
             }
             .instrument(tracing::Span::current()),
         );

@@ -16,12 +16,12 @@ use tower_service::Service;
 
 use crate::message::{Message, ParseError, encrypt_field};
 
-use super::layer::{PendingSignature, Shared, Verified};
 use super::query::CallbackQuery;
 use super::rejection::Rejection;
+use super::state::{PendingSignature, Shared, Verified};
+use crate::BoxError;
 use crate::body::ResponseBody;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::hook::CallbackHook;
 
 /// Response future of [`Verify`](super::Verify).
 #[pin_project]
@@ -261,9 +261,9 @@ where
         match opened {
             Ok((message, plaintext)) => {
                 let seal = query.encrypted.then(|| shared.clone());
-                // Names the message in TimingLayer's span and line, when one is outside.
-                if let Some(timing) = parts.extensions.get::<crate::timing::CallbackTiming>() {
-                    timing.record_message(&message);
+                // Tells an outer layer (TimingLayer names the message in its span and line).
+                if let Some(hook) = parts.extensions.get::<CallbackHook>() {
+                    hook.message_parsed(&message);
                 }
                 parts.extensions.insert(query);
                 parts.extensions.insert(message);

@@ -1,36 +1,17 @@
-//! [`VerifyLayer`]: configuration for [`Verify`].
+//! [`VerifyLayer`]: the settings and builder of [`Verify`], and its `Layer` impl.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subtle::Choice;
 use tower_layer::Layer;
 
-use crate::signature::{Signature, Token};
+use crate::signature::Token;
 
-use super::Verify;
-use super::query::RawQuery;
-use super::rejection::Rejection;
-use super::replay::{Delivery, ReplayGuard};
 #[cfg(feature = "crypto")]
 use super::safe_mode::SafeMode;
-
-/// What the query proved.
-pub(crate) struct Verified {
-    pub(crate) timestamp: u64,
-    /// The query says the message is encrypted (`msg_signature` or `encrypt_type=aes`).
-    pub(crate) encrypted: bool,
-    /// A `msg_signature` to check over the body's `Encrypt`, in safe mode.
-    pub(crate) pending: Option<PendingSignature>,
-}
-
-/// A `msg_signature` that can only be checked once the encrypted text is known.
-#[cfg_attr(not(feature = "crypto"), allow(dead_code))]
-pub(crate) struct PendingSignature {
-    pub(crate) msg_signature: Signature,
-    pub(crate) timestamp_text: String,
-}
+use super::service::Verify;
+use super::state::{Settings, Shared};
 
 /// Applies [`Verify`] to a service: checks WeChat's signature, answers the GET handshake,
 /// refuses replays and oversized bodies, and parses the XML message once.
@@ -54,22 +35,6 @@ pub(crate) struct PendingSignature {
 #[must_use]
 pub struct VerifyLayer {
     pub(crate) shared: Arc<Shared>,
-}
-
-pub(crate) struct Shared {
-    settings: Settings,
-    replay: ReplayGuard,
-}
-
-#[derive(Clone)]
-struct Settings {
-    tokens: Vec<Token>,
-    #[cfg(feature = "crypto")]
-    safe_mode: Option<SafeMode>,
-    window: Option<Duration>,
-    nonce_capacity: usize,
-    refuse_repeats: bool,
-    body_limit: usize,
 }
 
 impl VerifyLayer {
@@ -179,13 +144,8 @@ impl VerifyLayer {
     }
 
     fn from_settings(settings: Settings) -> Self {
-        let replay = ReplayGuard::new(
-            settings.window,
-            settings.nonce_capacity,
-            settings.refuse_repeats,
-        );
         Self {
-            shared: Arc::new(Shared { settings, replay }),
+            shared: Arc::new(Shared::new(settings)),
         }
     }
 }
@@ -201,159 +161,40 @@ impl<S> Layer<S> for VerifyLayer {
     }
 }
 
-impl Shared {
-    pub(crate) fn body_limit(&self) -> usize {
-        self.settings.body_limit
+impl<S> Verify<S> {
+    /// Wraps `inner` with the default settings for `token`.
+    ///
+    /// ```
+    /// use tower::service_fn;
+    /// use tower_wechat::{Token, Verify};
+    ///
+    /// let service = Verify::new(
+    ///     service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<bytes::Bytes>::default()))
+    ///     }),
+    ///     Token::new("mytoken").unwrap(),
+    /// );
+    /// # let _ = service;
+    /// ```
+    pub fn new(inner: S, token: Token) -> Self {
+        VerifyLayer::new(token).layer(inner)
     }
 
-    /// Checks what the query alone can prove: the plain `signature` (when sent) against
-    /// every token, and the timestamp window. A `msg_signature` is returned pending, to be
-    /// checked over the body's `Encrypt` (or the `echostr`).
-    pub(crate) fn verify(&self, query: &RawQuery<'_>) -> Result<Verified, Rejection> {
-        let parts = query.signed_parts()?;
-        if let Some(signature) = &parts.signature {
-            let matched = self.any_token(|token| {
-                Signature::plain(token, parts.timestamp_text, parts.nonce).verify(signature)
-            });
-            if !matched {
-                return Err(Rejection::SignatureMismatch);
-            }
-        }
-        let encrypted =
-            parts.msg_signature.is_some() || query.encrypt_type.as_deref() == Some("aes");
-        let pending = match (encrypted, self.has_safe_mode(), parts.msg_signature) {
-            (false, _, _) => None,
-            (true, true, Some(msg_signature)) => Some(PendingSignature {
-                msg_signature,
-                timestamp_text: parts.timestamp_text.to_owned(),
-            }),
-            (true, true, None) => return Err(Rejection::MissingParameter("msg_signature")),
-            // Compatibility mode without a key: the plain signature was checked, and the
-            // body's plaintext fields are used as in plain mode.
-            (true, false, _) if parts.signature.is_some() => None,
-            (true, false, _) => return Err(Rejection::EncryptedWithoutKey),
-        };
-        self.replay
-            .check_window(parts.timestamp)
-            .map_err(|_| Rejection::StaleTimestamp)?;
-        Ok(Verified {
-            timestamp: parts.timestamp,
-            encrypted,
-            pending,
-        })
-    }
-
-    /// Whether `matches` holds for any token. Every token is tried, so timing does not tell
-    /// which one matched.
-    fn any_token(&self, matches: impl Fn(&Token) -> bool) -> bool {
-        let matched = self
-            .settings
-            .tokens
-            .iter()
-            .fold(Choice::from(0), |matched, token| {
-                matched | Choice::from(u8::from(matches(token)))
-            });
-        matched.into()
-    }
-
-    /// Safe mode is on and plain-mode messages were not opted into.
-    pub(crate) fn refuses_plain_messages(&self) -> bool {
-        #[cfg(feature = "crypto")]
-        return self
-            .settings
-            .safe_mode
-            .as_ref()
-            .is_some_and(|safe_mode| !safe_mode.accepts_plain());
-        #[cfg(not(feature = "crypto"))]
-        return false;
-    }
-
-    fn has_safe_mode(&self) -> bool {
-        #[cfg(feature = "crypto")]
-        return self.settings.safe_mode.is_some();
-        #[cfg(not(feature = "crypto"))]
-        return false;
-    }
-
-    /// Checks a pending `msg_signature` over `encrypted` and decrypts it.
-    #[cfg(feature = "crypto")]
-    pub(crate) fn open(
-        &self,
-        pending: &PendingSignature,
-        nonce: &str,
-        encrypted: &str,
-    ) -> Result<Vec<u8>, Rejection> {
-        let signed = self.any_token(|token| {
-            Signature::message(token, &pending.timestamp_text, nonce, encrypted)
-                .verify(&pending.msg_signature)
-        });
-        if !signed {
-            return Err(Rejection::MessageSignatureMismatch);
-        }
-        match &self.settings.safe_mode {
-            Some(safe_mode) => safe_mode.open(encrypted),
-            None => Err(Rejection::EncryptedWithoutKey),
-        }
-    }
-
-    /// Without the `crypto` feature nothing is ever pending.
-    #[cfg(not(feature = "crypto"))]
-    pub(crate) fn open(
-        &self,
-        _pending: &PendingSignature,
-        _nonce: &str,
-        _encrypted: &str,
-    ) -> Result<Vec<u8>, Rejection> {
-        Err(Rejection::EncryptedWithoutKey)
-    }
-
-    /// Encrypts a passive reply with the current key, signed with the first token; `None`
-    /// without safe mode.
-    pub(crate) fn seal(&self, reply_xml: &[u8]) -> Option<String> {
-        #[cfg(feature = "crypto")]
-        return self
-            .settings
-            .safe_mode
-            .as_ref()
-            .map(|safe_mode| safe_mode.seal(&self.settings.tokens[0], reply_xml));
-        #[cfg(not(feature = "crypto"))]
-        {
-            let _ = reply_xml;
-            None
-        }
-    }
-
-    /// Records the verified pair with `body`; `true` when it is an identical repeat.
-    pub(crate) fn remember(
-        &self,
-        timestamp: u64,
-        nonce: &str,
-        body: &[u8],
-    ) -> Result<bool, Rejection> {
-        let fingerprint = self.replay.fingerprint(body);
-        match self.replay.remember(timestamp, nonce, fingerprint) {
-            Ok(delivery) => Ok(delivery == Delivery::Repeat),
-            Err(_) => Err(Rejection::ReplayedNonce),
-        }
+    /// A [`VerifyLayer`] with the default settings for `token`.
+    ///
+    /// ```
+    /// use tower_wechat::{Token, Verify};
+    ///
+    /// let layer = Verify::<()>::layer(Token::new("mytoken").unwrap());
+    /// # let _ = layer;
+    /// ```
+    pub fn layer(token: Token) -> VerifyLayer {
+        VerifyLayer::new(token)
     }
 }
 
 impl fmt::Debug for VerifyLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.shared.fmt(f)
-    }
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let settings = &self.settings;
-        f.debug_struct("VerifyLayer")
-            .field("tokens", &settings.tokens.len())
-            .field("timestamp_window", &settings.window)
-            .field("nonce_cache_capacity", &settings.nonce_capacity)
-            .field("refuse_identical_repeats", &settings.refuse_repeats)
-            .field("safe_mode", &self.has_safe_mode())
-            .field("body_limit", &settings.body_limit)
-            .finish()
     }
 }

@@ -24,6 +24,7 @@ mod replay;
 #[cfg(feature = "crypto")]
 mod safe_mode;
 mod service;
+mod state;
 
 pub use crate::body::ResponseBody;
 pub use future::ResponseFuture;

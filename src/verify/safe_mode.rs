@@ -95,7 +95,7 @@ impl SafeMode {
             token,
             &self.receive_id,
             reply_xml,
-            super::replay::unix_now(),
+            crate::clock::unix_now(),
             &nonce.to_string(),
             prefix.try_into().expect("16 bytes"),
         )

@@ -9,15 +9,16 @@ use http_body::Body;
 use http_body_util::Full;
 use tower_service::Service;
 
-use crate::signature::Token;
-
 use super::future::ResponseFuture;
-use super::layer::{Shared, Verified, VerifyLayer};
 use super::query::{CallbackQuery, RawQuery};
 use super::rejection::Rejection;
+use super::state::{Shared, Verified};
+use crate::BoxError;
 use crate::body::ResponseBody;
+use crate::macros::define_inner_service_accessors;
 
-/// Middleware that verifies WeChat callbacks; see [`VerifyLayer`] for its settings.
+/// Middleware that verifies WeChat callbacks; see [`VerifyLayer`](super::VerifyLayer) for
+/// its settings.
 ///
 /// - `GET` with `signature`, `timestamp`, `nonce` and `echostr`: the URL handshake. A valid
 ///   one is answered `200` with the `echostr`; the inner service is not called.
@@ -35,30 +36,7 @@ pub struct Verify<S> {
 }
 
 impl<S> Verify<S> {
-    /// Wraps `inner` with the default settings for `token`.
-    pub fn new(inner: S, token: Token) -> Self {
-        tower_layer::Layer::layer(&VerifyLayer::new(token), inner)
-    }
-
-    /// A [`VerifyLayer`] with the default settings for `token`.
-    pub fn layer(token: Token) -> VerifyLayer {
-        VerifyLayer::new(token)
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Verify<S>
@@ -99,8 +77,6 @@ where
         }
     }
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn reject<B, S, ResBody>(
     rejection: Rejection,

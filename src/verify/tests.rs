@@ -12,8 +12,8 @@ use tower::util::BoxCloneService;
 use tower::{ServiceExt, service_fn};
 use tower_layer::Layer;
 
-use super::replay::unix_now;
 use super::*;
+use crate::clock::unix_now;
 use crate::message::{Message, MessageKind};
 use crate::signature::{Signature, Token};
 
