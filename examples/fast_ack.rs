@@ -15,8 +15,8 @@
 //! - `REDIS_URL` (with `--features redis`): dedup keys in Redis, shared by every replica
 //!   started with the same URL; otherwise in memory.
 //!
-//! Each time the handler finishes it logs `processed msg_id=<MsgId>`. Ctrl-C stops taking
-//! callbacks and waits up to 10 s for running handlers.
+//! Each time the handler finishes it logs `processed msg_id=<MsgId>`. Ctrl-C or SIGTERM stops
+//! taking callbacks and waits up to 10 s for running handlers.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -26,10 +26,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use tower::ServiceBuilder;
-use tower_wechat::ack::{FastAckHandle, FastAckLayer};
-use tower_wechat::dedup::{DedupHandle, DedupLayer, DedupStore};
-use tower_wechat::{Message, MessageKind, Reply, ReplyContent, VerifyLayer};
+use tower_wechat::dedup::{DedupLayer, DedupStore};
+use tower_wechat::{CallbackHandle, CallbackLayer, Message, MessageKind, Reply, ReplyContent};
 
 #[path = "quickstart.rs"]
 #[allow(dead_code)]
@@ -52,12 +50,10 @@ impl Processed {
 
 /// The demo server and its handles.
 pub struct Demo {
-    /// `/wechat` behind VerifyLayer, DedupLayer and FastAckLayer.
+    /// `/wechat` behind the stack (Timing → Verify → Dedup → FastAck).
     pub router: Router,
-    /// FastAck's counters and shutdown.
-    pub fast_ack: FastAckHandle,
-    /// Dedup's counters.
-    pub dedup: DedupHandle,
+    /// The stack's handles: FastAck's counters and shutdown, Dedup's counters, latencies.
+    pub handle: CallbackHandle,
     /// What the handler has processed.
     pub processed: Processed,
 }
@@ -83,30 +79,22 @@ async fn slow_echo(State(slow): State<Slow>, message: Message) -> Reply {
     }
 }
 
-/// The demo's router: the handler takes `delay` per message.
-pub fn app<St: DedupStore>(
-    verify: VerifyLayer,
-    dedup: DedupLayer<St>,
-    fast_ack: FastAckLayer,
-    delay: Duration,
-) -> Demo {
+/// The demo's router behind `stack`: the handler takes `delay` per message.
+pub fn app<St: DedupStore>(stack: CallbackLayer<St>, delay: Duration) -> Demo {
     let processed = Processed::default();
-    let demo = Demo {
-        fast_ack: fast_ack.handle(),
-        dedup: dedup.handle(),
-        processed: processed.clone(),
-        router: Router::new(),
-    };
+    let handle = stack.handle();
     let router = Router::new()
         .route("/wechat", post(slow_echo))
-        .with_state(Slow { delay, processed })
-        .layer(
-            ServiceBuilder::new()
-                .layer(verify)
-                .layer(dedup)
-                .layer(fast_ack),
-        );
-    Demo { router, ..demo }
+        .with_state(Slow {
+            delay,
+            processed: processed.clone(),
+        })
+        .layer(stack);
+    Demo {
+        router,
+        handle,
+        processed,
+    }
 }
 
 fn env_number(name: &str, default: u64) -> Result<u64, Box<dyn Error>> {
@@ -124,10 +112,10 @@ fn env_number(name: &str, default: u64) -> Result<u64, Box<dyn Error>> {
 async fn main() -> Result<(), Box<dyn Error>> {
     quickstart::init_tracing();
     let addr = quickstart::listen_addr()?;
-    let verify = quickstart::verify_layer_from_env()?;
     let delay = Duration::from_millis(env_number("WECHAT_DEMO_DELAY_MS", 6000)?);
     let max_in_flight = usize::try_from(env_number("WECHAT_MAX_IN_FLIGHT", 1024)?)?;
-    let fast_ack = FastAckLayer::new().max_in_flight(max_in_flight);
+    let stack = quickstart::stack_from_env()?
+        .fast_ack(|fast_ack| fast_ack.max_in_flight(max_in_flight));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     quickstart::print_how_to_try(listener.local_addr()?);
@@ -138,24 +126,22 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Ok(url) => {
             println!("Dedup keys in Redis at {url}");
             let store = tower_wechat::dedup::RedisStore::open(&url)?;
-            app(verify, DedupLayer::with_store(store), fast_ack, delay)
+            app(stack.dedup(|_| DedupLayer::with_store(store)), delay)
         }
         #[cfg(not(feature = "redis"))]
         Ok(_) => return Err("REDIS_URL is set: build with --features redis".into()),
-        Err(_) => app(verify, DedupLayer::new(), fast_ack, delay),
+        Err(_) => app(stack, delay),
     };
     axum::serve(listener, demo.router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(quickstart::shutdown_signal())
         .await?;
-    let report = demo.fast_ack.shutdown(Duration::from_secs(10)).await;
+    let report = demo.handle.shutdown(Duration::from_secs(10)).await;
     println!(
         "stopped: {} handlers finished during shutdown, {} did not; {:?}; {:?}",
         report.finished,
         report.unfinished,
-        demo.fast_ack.stats(),
-        demo.dedup.stats()
+        demo.handle.fast_ack().stats(),
+        demo.handle.dedup().stats()
     );
     Ok(())
 }

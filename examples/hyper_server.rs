@@ -1,4 +1,5 @@
-//! The quick start's echo bot on plain hyper, without axum.
+//! The quick start's echo bot on plain hyper, without axum, behind the same stack
+//! (`CallbackLayer`: Timing → Verify → Dedup → FastAck).
 //!
 //! ```text
 //! cargo run --example hyper_server
@@ -6,7 +7,8 @@
 //!
 //! Same environment as the quick start: `WECHAT_ADDR` (default `127.0.0.1:3000`),
 //! `WECHAT_TOKEN` (default `towerwechatdemo`), `WECHAT_TIMESTAMP_WINDOW` (seconds, `0` = off).
-//! The callback path is `/wechat`; every other path is 404.
+//! The callback path is `/wechat`; every other path is 404. Ctrl-C or SIGTERM stops
+//! accepting connections and lets running handlers finish (up to 10 s).
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -20,12 +22,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_wechat::{Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Message, MessageKind, Reply, ReplyContent, Token};
 
 /// The handler sees the verified body and finds the parsed message in the extensions.
 async fn handle(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
     let Some(message) = request.extensions().get::<Message>() else {
-        // Unreachable behind VerifyLayer; a clear answer all the same.
+        // Unreachable behind the stack (VerifyLayer); a clear answer all the same.
         return Ok(status(StatusCode::INTERNAL_SERVER_ERROR));
     };
     let reply = match &message.kind {
@@ -43,16 +45,30 @@ fn status(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-fn verify_layer() -> Result<VerifyLayer, Box<dyn Error>> {
+fn stack() -> Result<CallbackLayer, Box<dyn Error>> {
     let token = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| "towerwechatdemo".to_owned());
-    let layer = VerifyLayer::new(Token::new(token).map_err(|e| format!("WECHAT_TOKEN: {e}"))?);
-    Ok(match std::env::var("WECHAT_TIMESTAMP_WINDOW").ok() {
-        None => layer,
-        Some(seconds) => match seconds.trim().parse::<u64>()? {
-            0 => layer.disable_timestamp_window(),
-            seconds => layer.timestamp_window(Duration::from_secs(seconds)),
-        },
-    })
+    let stack = CallbackLayer::new(Token::new(token).map_err(|e| format!("WECHAT_TOKEN: {e}"))?);
+    let window = match std::env::var("WECHAT_TIMESTAMP_WINDOW").ok() {
+        None => return Ok(stack),
+        Some(seconds) => seconds
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("WECHAT_TIMESTAMP_WINDOW must be seconds, got {seconds:?}"))?,
+    };
+    Ok(stack.verify(|verify| match window {
+        0 => verify.disable_timestamp_window(),
+        seconds => verify.timestamp_window(Duration::from_secs(seconds)),
+    }))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 #[allow(dead_code)] // the integration tests include this file for `serve`
@@ -62,23 +78,30 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let addr: SocketAddr = std::env::var("WECHAT_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
         .parse()?;
-    let verify = verify_layer()?;
+    let stack = stack()?;
+    let handle = stack.handle();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     println!(
         "WeChat callback URL: http://{}/wechat",
         listener.local_addr()?
     );
-    serve(listener, verify).await?;
+    tokio::select! {
+        served = serve(listener, stack) => served?,
+        () = shutdown_signal() => {}
+    }
+    // Connections still open are dropped when the runtime stops; handlers that were
+    // acknowledged get up to 10 s to finish.
+    handle.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 
-/// Accepts connections forever, serving `/wechat` behind `verify` with hyper's HTTP/1.
-pub async fn serve(listener: tokio::net::TcpListener, verify: VerifyLayer) -> std::io::Result<()> {
-    let verified = ServiceBuilder::new().layer(verify).service_fn(handle);
+/// Accepts connections until dropped, serving `/wechat` behind `stack` with hyper's HTTP/1.
+pub async fn serve(listener: tokio::net::TcpListener, stack: CallbackLayer) -> std::io::Result<()> {
+    let verified = ServiceBuilder::new().layer(stack).service_fn(handle);
     loop {
         let (stream, _) = listener.accept().await?;
         let verified = verified.clone();
-        // Route by path before VerifyLayer, so only /wechat is verified.
+        // Route by path before the stack, so only /wechat is verified.
         let service = service_fn(move |request: Request<hyper::body::Incoming>| {
             let verified = verified.clone();
             async move {

@@ -4,8 +4,8 @@
 //! cargo run --release --example load_fast_ack
 //! ```
 //!
-//! Starts the fast-ack stack (VerifyLayer → DedupLayer → FastAckLayer → a handler that
-//! sleeps) on a loopback port, then keeps `LOAD_CONCURRENCY` signed text messages in flight
+//! Starts the inbound stack (`CallbackLayer`: Timing → Verify → Dedup → FastAck → a handler
+//! that sleeps) on a loopback port, then keeps `LOAD_CONCURRENCY` signed text messages in flight
 //! over real HTTP for `LOAD_SECONDS`, each with a new MsgId, and prints the latency
 //! percentiles of the answers. Client and server share this process (and the machine's
 //! cores), so the figures include the client's own cost.
@@ -30,11 +30,8 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower::ServiceBuilder;
-use tower_wechat::ack::FastAckLayer;
-use tower_wechat::dedup::DedupLayer;
 use tower_wechat::signature::Signature;
-use tower_wechat::{Message, ReplyContent, Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Message, ReplyContent, Token};
 
 const TOKEN: &str = "loadtoken";
 
@@ -64,25 +61,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let deadline = Duration::from_millis(setting("LOAD_DEADLINE_MS", 4000)?);
     let max_in_flight = setting("LOAD_MAX_IN_FLIGHT", 100_000)? as usize;
     let mode = std::env::var("LOAD_MODE").unwrap_or_else(|_| "always-ack".to_owned());
-    let fast_ack = match mode.as_str() {
-        "always-ack" => FastAckLayer::new().always_ack(),
-        "deadline" => FastAckLayer::new().deadline(deadline),
-        other => return Err(format!("LOAD_MODE: always-ack or deadline, not {other:?}").into()),
+    if !matches!(mode.as_str(), "always-ack" | "deadline") {
+        return Err(format!("LOAD_MODE: always-ack or deadline, not {mode:?}").into());
     }
-    .max_in_flight(max_in_flight);
-    let background = fast_ack.handle();
+    let token = Token::new(TOKEN)?;
+    let stack = CallbackLayer::new(token.clone()).fast_ack(|fast_ack| {
+        let fast_ack = fast_ack.max_in_flight(max_in_flight);
+        match mode.as_str() {
+            "always-ack" => fast_ack.always_ack(),
+            _ => fast_ack.deadline(deadline),
+        }
+    });
+    let background = stack.handle();
 
     let slow = move |message: Message| async move {
         tokio::time::sleep(handler_time).await;
         message.reply(ReplyContent::text("done"))
     };
-    let token = Token::new(TOKEN)?;
-    let app = Router::new().route("/wechat", post(slow)).layer(
-        ServiceBuilder::new()
-            .layer(VerifyLayer::new(token.clone()))
-            .layer(DedupLayer::new())
-            .layer(fast_ack),
-    );
+    let app = Router::new().route("/wechat", post(slow)).layer(stack);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -140,7 +136,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     println!(
         "handlers running at the end: {}",
-        background.stats().in_flight
+        background.fast_ack().stats().in_flight
     );
     let report = background
         .shutdown(handler_time + Duration::from_secs(5))
@@ -149,7 +145,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "drained: {} finished, {} unfinished; {:?}",
         report.finished,
         report.unfinished,
-        background.stats()
+        background.fast_ack().stats()
     );
     Ok(())
 }

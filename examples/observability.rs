@@ -4,8 +4,8 @@
 //! cargo run --example observability --features metrics
 //! ```
 //!
-//! - `POST /wechat`: the callback, behind `TimingLayer` (outermost) and `VerifyLayer`; the
-//!   log has one line per callback with its MsgId and latency.
+//! - `POST /wechat`: the callback, behind the quick start's stack (`TimingLayer` outermost);
+//!   the log has one line per callback with its MsgId and latency.
 //! - `GET /metrics`: Prometheus text format, with the callback latency histogram
 //!   (`wechat_callback_duration_seconds_bucket` / `_sum` / `_count`) and the counters named
 //!   in `tower_wechat::timing::metrics`.
@@ -23,7 +23,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use http::header;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-use tower_wechat::VerifyLayer;
+use tower_wechat::CallbackLayer;
 use tower_wechat::timing::TimingLayer;
 use tower_wechat::timing::metrics::DURATION_BUCKETS;
 
@@ -47,14 +47,11 @@ pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
     Ok(handle)
 }
 
-/// `/wechat` behind `timing` and `verify`; `/metrics` rendered by `prometheus`; `/stats`
-/// from `timing`'s in-process statistics.
-pub fn app(verify: VerifyLayer, timing: TimingLayer, prometheus: PrometheusHandle) -> Router {
-    let stats = timing.stats();
-    let callback = Router::new()
-        .route("/wechat", post(reply))
-        .layer(verify)
-        .layer(timing);
+/// `/wechat` behind `stack`; `/metrics` rendered by `prometheus`; `/stats` from the stack's
+/// in-process latency statistics.
+pub fn app(stack: CallbackLayer, prometheus: PrometheusHandle) -> Router {
+    let stats = stack.handle().latency().clone();
+    let callback = Router::new().route("/wechat", post(reply)).layer(stack);
     Router::new()
         .route(
             "/metrics",
@@ -77,7 +74,6 @@ pub fn app(verify: VerifyLayer, timing: TimingLayer, prometheus: PrometheusHandl
 async fn main() -> Result<(), Box<dyn Error>> {
     quickstart::init_tracing();
     let addr = quickstart::listen_addr()?;
-    let verify = quickstart::verify_layer_from_env()?;
     let budget = match std::env::var("WECHAT_BUDGET_MS") {
         Ok(ms) => Duration::from_millis(
             ms.trim()
@@ -104,11 +100,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("Then read the latency histogram and the counters:");
     println!("  curl http://{local}/metrics");
     println!("  curl http://{local}/stats");
-    let app = app(verify, TimingLayer::new().budget(budget), prometheus);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    let stack = quickstart::stack_from_env()?.timing(|timing| timing.budget(budget));
+    let handle = stack.handle();
+    axum::serve(listener, app(stack, prometheus))
+        .with_graceful_shutdown(quickstart::shutdown_signal())
         .await?;
+    handle.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! An axum echo bot for a WeChat Official Account.
+//! An axum echo bot for a WeChat Official Account, behind the whole inbound stack.
 //!
 //! ```text
 //! cargo run --example quickstart
@@ -16,9 +16,10 @@
 //!   messages are refused unless `WECHAT_ACCEPT_PLAIN=1` (while switching the console's mode).
 //!   `WECHAT_PREVIOUS_AES_KEY` keeps an old key for decryption during a key change.
 //!
-//! At start it prints curl lines, signed with the token, to try the handshake and a message.
-//! The log (`RUST_LOG`, default `info,tower_wechat=debug`) has one line per callback with its
-//! MsgId and latency, from `TimingLayer`.
+//! At start it prints curl lines, signed with the token (and in safe mode encrypted with the
+//! key), to try the handshake and a message. The log (`RUST_LOG`, default `info`) has one
+//! line per callback with its MsgId and latency. Ctrl-C or SIGTERM stops taking callbacks and
+//! lets running handlers finish (up to 10 s).
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -26,14 +27,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::post;
-use tower::ServiceBuilder;
-use tower_wechat::ack::FastAckLayer;
-use tower_wechat::crypto::EncodingAesKey;
-use tower_wechat::dedup::DedupLayer;
+use tower_wechat::crypto::{self, EncodingAesKey};
 use tower_wechat::signature::Signature;
-use tower_wechat::timing::TimingLayer;
 use tower_wechat::verify::SafeMode;
-use tower_wechat::{Event, Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Event, Message, MessageKind, Reply, ReplyContent, Token};
 
 /// The token used when `WECHAT_TOKEN` is not set. Only for trying the example locally.
 pub const DEMO_TOKEN: &str = "towerwechatdemo";
@@ -60,64 +57,68 @@ pub async fn reply(message: Message) -> Reply {
     message.reply(ReplyContent::text(content))
 }
 
-/// The quick start's router: `/wechat` behind [`TimingLayer`] (outermost: one log line per
-/// callback with its MsgId and latency), [`VerifyLayer`], [`DedupLayer`] (WeChat's retries
-/// answered once) and a default [`FastAckLayer`] (answers within 4 s).
-pub fn app(verify: VerifyLayer) -> Router {
-    app_with(verify, FastAckLayer::new())
+/// The quick start's router: `/wechat` behind `stack` (Timing → Verify → Dedup → FastAck).
+pub fn app(stack: CallbackLayer) -> Router {
+    Router::new().route("/wechat", post(reply)).layer(stack)
 }
 
-/// [`app`] with the given [`FastAckLayer`], whose handle drains background work at shutdown.
-pub fn app_with(verify: VerifyLayer, fast_ack: FastAckLayer) -> Router {
-    Router::new().route("/wechat", post(reply)).layer(
-        ServiceBuilder::new()
-            .layer(TimingLayer::new())
-            .layer(verify)
-            .layer(DedupLayer::new())
-            .layer(fast_ack),
-    )
-}
-
-/// The layer as the environment configures it.
-pub fn verify_layer_from_env() -> Result<VerifyLayer, Box<dyn Error>> {
-    let token = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
-    let token = Token::new(token).map_err(|error| format!("WECHAT_TOKEN: {error}"))?;
-    let mut layer = VerifyLayer::new(token);
-    match (
+/// Safe mode as the environment configures it, if it does.
+pub fn safe_mode_from_env() -> Result<Option<SafeMode>, Box<dyn Error>> {
+    let (key, app_id) = match (
         std::env::var("WECHAT_AES_KEY"),
         std::env::var("WECHAT_APPID"),
     ) {
-        (Ok(key), Ok(app_id)) => {
-            let key = EncodingAesKey::new(key.trim())
-                .map_err(|error| format!("WECHAT_AES_KEY: {error}"))?;
-            let mut safe_mode = SafeMode::new(key, app_id.trim());
-            if let Ok(previous) = std::env::var("WECHAT_PREVIOUS_AES_KEY") {
-                let previous = EncodingAesKey::new(previous.trim())
-                    .map_err(|error| format!("WECHAT_PREVIOUS_AES_KEY: {error}"))?;
-                safe_mode = safe_mode.previous_key(previous);
-            }
-            if std::env::var("WECHAT_ACCEPT_PLAIN").is_ok_and(|value| value == "1") {
-                safe_mode = safe_mode.accept_plain_mode();
-            }
-            layer = layer.safe_mode(safe_mode);
-        }
+        (Ok(key), Ok(app_id)) => (key, app_id),
         (Ok(_), Err(_)) => return Err("WECHAT_AES_KEY is set: set WECHAT_APPID too".into()),
         (Err(_), Ok(_)) => return Err("WECHAT_APPID is set: set WECHAT_AES_KEY too".into()),
-        (Err(_), Err(_)) => {}
+        (Err(_), Err(_)) => return Ok(None),
+    };
+    // The errors name the variable and what is wrong with it, never its value.
+    let key = EncodingAesKey::new(key.trim()).map_err(|error| format!("WECHAT_AES_KEY: {error}"))?;
+    let app_id = app_id.trim();
+    if app_id.is_empty() || !app_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("WECHAT_APPID: expected the app id (wx…) or CorpID (ww…), letters and digits only".into());
     }
-    Ok(match std::env::var("WECHAT_TIMESTAMP_WINDOW") {
-        Err(_) => layer,
-        Ok(seconds) => match seconds.trim().parse::<u64>() {
-            Ok(0) => layer.disable_timestamp_window(),
-            Ok(seconds) => layer.timestamp_window(Duration::from_secs(seconds)),
+    let mut safe_mode = SafeMode::new(key, app_id);
+    if let Ok(previous) = std::env::var("WECHAT_PREVIOUS_AES_KEY") {
+        let previous = EncodingAesKey::new(previous.trim())
+            .map_err(|error| format!("WECHAT_PREVIOUS_AES_KEY: {error}"))?;
+        safe_mode = safe_mode.previous_key(previous);
+    }
+    if std::env::var("WECHAT_ACCEPT_PLAIN").is_ok_and(|value| value == "1") {
+        safe_mode = safe_mode.accept_plain_mode();
+    }
+    Ok(Some(safe_mode))
+}
+
+/// `WECHAT_TOKEN`, or the demo token.
+pub fn token_from_env() -> Result<Token, Box<dyn Error>> {
+    let token = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
+    Ok(Token::new(token.trim()).map_err(|error| format!("WECHAT_TOKEN: {error}"))?)
+}
+
+/// The stack as the environment configures it.
+pub fn stack_from_env() -> Result<CallbackLayer, Box<dyn Error>> {
+    let mut stack = CallbackLayer::new(token_from_env()?);
+    if let Some(safe_mode) = safe_mode_from_env()? {
+        stack = stack.safe_mode(safe_mode);
+    }
+    if let Ok(seconds) = std::env::var("WECHAT_TIMESTAMP_WINDOW") {
+        let window = match seconds.trim().parse::<u64>() {
+            Ok(window) => window,
             Err(_) => {
                 return Err(format!(
                     "WECHAT_TIMESTAMP_WINDOW must be a whole number of seconds, got {seconds:?}"
                 )
                 .into());
             }
-        },
-    })
+        };
+        stack = stack.verify(|verify| match window {
+            0 => verify.disable_timestamp_window(),
+            seconds => verify.timestamp_window(Duration::from_secs(seconds)),
+        });
+    }
+    Ok(stack)
 }
 
 /// Logs to stdout at `RUST_LOG` (default `info`), in colour only on a terminal.
@@ -138,50 +139,70 @@ pub fn listen_addr() -> Result<SocketAddr, Box<dyn Error>> {
         .map_err(|error| format!("WECHAT_ADDR: {error}"))?)
 }
 
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what orchestrators send before killing).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: no new connections; running handlers may finish");
+}
+
 #[allow(dead_code)] // the integration tests include this file for `app`
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     init_tracing();
     let addr = listen_addr()?;
-    let verify = verify_layer_from_env()?;
+    let stack = stack_from_env()?;
+    let handle = stack.handle();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_how_to_try(listener.local_addr()?);
 
-    let fast_ack = FastAckLayer::new();
-    let background = fast_ack.handle();
-    axum::serve(listener, app_with(verify, fast_ack))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+    axum::serve(listener, app(stack))
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     // No new callbacks now; let handlers still running in the background finish.
-    background.shutdown(Duration::from_secs(10)).await;
+    handle.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 
 /// Prints signed curl lines for the handshake and a text message, each with its own nonce
-/// (a timestamp + nonce pair is accepted for one request only).
+/// (a timestamp + nonce pair is accepted for one request only). In safe mode the message is
+/// encrypted and signed with `msg_signature`, as WeChat sends it.
 pub fn print_how_to_try(addr: SocketAddr) {
-    let token_text = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| DEMO_TOKEN.to_owned());
-    let Ok(token) = Token::new(token_text) else {
+    let (Ok(token), Ok(safe_mode)) = (token_from_env(), safe_mode_from_env()) else {
         return;
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let timestamp = now.as_secs().to_string();
+    let nonce = now.subsec_nanos();
     let signed_url = |nonce: u32| {
         let nonce = nonce.to_string();
         let signature = Signature::plain(&token, &timestamp, &nonce);
         format!("http://{addr}/wechat?signature={signature}&timestamp={timestamp}&nonce={nonce}")
     };
-    let nonce = now.subsec_nanos();
     let using = if std::env::var("WECHAT_TOKEN").is_ok() {
         "the token from WECHAT_TOKEN"
     } else {
         "the demo token (set WECHAT_TOKEN to use yours)"
     };
-    let mode = if std::env::var("WECHAT_AES_KEY").is_ok() {
+    let mode = if safe_mode.is_some() {
         "safe mode"
     } else {
         "plain mode"
@@ -189,12 +210,37 @@ pub fn print_how_to_try(addr: SocketAddr) {
     println!("WeChat callback URL: http://{addr}/wechat, {mode}, signed with {using}");
     println!("Try the handshake (prints hello):");
     println!("  curl '{}&echostr=hello'", signed_url(nonce));
-    println!("Try a text message (for the next 5 minutes):");
-    println!(
-        "  curl '{}&openid=oUser' -H 'Content-Type: text/xml' --data \
-         '<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName>\
+    let message = format!(
+        "<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><FromUserName><![CDATA[oUser]]></FromUserName>\
          <CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
-         <Content><![CDATA[hello]]></Content><MsgId>1</MsgId></xml>'",
-        signed_url(nonce.wrapping_add(1))
+         <Content><![CDATA[hello]]></Content><MsgId>1</MsgId></xml>"
     );
+    println!("Try a text message (for the next 5 minutes):");
+    let message_nonce = nonce.wrapping_add(1);
+    match std::env::var("WECHAT_AES_KEY") {
+        // Safe mode: the message goes encrypted, signed by msg_signature over `Encrypt`.
+        Ok(key) if safe_mode.is_some() => {
+            let (Ok(key), Ok(app_id)) = (
+                EncodingAesKey::new(key.trim()),
+                std::env::var("WECHAT_APPID"),
+            ) else {
+                return;
+            };
+            let encrypted = crypto::encrypt(&key, message.as_bytes(), app_id.trim());
+            let nonce = message_nonce.to_string();
+            let msg_signature = Signature::message(&token, &timestamp, &nonce, &encrypted);
+            let signature = Signature::plain(&token, &timestamp, &nonce);
+            println!(
+                "  curl 'http://{addr}/wechat?signature={signature}&msg_signature={msg_signature}\
+                 &timestamp={timestamp}&nonce={nonce}&encrypt_type=aes&openid=oUser' \
+                 -H 'Content-Type: text/xml' --data \
+                 '<xml><ToUserName><![CDATA[gh_demo]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>'"
+            );
+            println!("  (the answer is encrypted too; tests/peer/wechat_peer.py decrypts it)");
+        }
+        _ => println!(
+            "  curl '{}&openid=oUser' -H 'Content-Type: text/xml' --data '{message}'",
+            signed_url(message_nonce)
+        ),
+    }
 }

@@ -1,15 +1,35 @@
-//! [`ResponseBody`]: the response body of this crate's layers — the inner service's body,
-//! or a short one the layer wrote itself (a handshake answer, a rejection, an ack, a replayed
-//! reply).
+//! Response bodies: [`ResponseBody`], the body of this crate's layers — the inner service's
+//! body, or a short one the layer wrote itself (a handshake answer, a rejection, an ack, a
+//! replayed reply) — and how a layer reads a handler's reply whole when it must (to store
+//! it for replay, to encrypt it): at most [`REPLY_LIMIT`] bytes, one policy for a reply that
+//! cannot be read.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::Full;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use pin_project::pin_project;
+
+use crate::BoxError;
+
+/// The largest reply a layer reads whole: 64 KiB.
+///
+/// [`DedupLayer`](crate::DedupLayer) reads the handler's reply to store it for WeChat's
+/// retries, and [`VerifyLayer`](crate::VerifyLayer) in safe mode reads it to encrypt it.
+/// WeChat's passive replies are a few KiB at most (a text reply's content is limited to
+/// 2 048 bytes, a news reply to 8 articles). A reply that is larger, or whose body fails
+/// while being read, is a fault of the handler: the layer logs one ERROR line and answers
+/// `500` (so WeChat retries, and Dedup frees the key for that retry).
+///
+/// ```
+/// assert_eq!(tower_wechat::body::REPLY_LIMIT, 64 * 1024);
+/// ```
+pub const REPLY_LIMIT: usize = 64 * 1024;
 
 /// Response body of this crate's layers: the inner service's body, or a short body the layer
 /// wrote itself (a handshake answer, a rejection, an ack, a replayed reply).
@@ -82,4 +102,59 @@ pub(crate) fn plain_text(status: StatusCode, text: impl Into<Bytes>) -> Response
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// Reads a reply body whole, up to [`REPLY_LIMIT`] bytes; see there for the policy.
+#[pin_project]
+pub(crate) struct CollectReply<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    #[pin]
+    inner: Collect<Limited<B>>,
+}
+
+impl<B> CollectReply<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) fn new(body: B) -> Self {
+        Self {
+            inner: Limited::new(body, REPLY_LIMIT).collect(),
+        }
+    }
+}
+
+impl<B> Future for CollectReply<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    /// The body, or the `500` to answer instead (already logged).
+    type Output = Result<Bytes, Response<Full<Bytes>>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(match ready!(self.project().inner.poll(cx)) {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<LengthLimitError>() => {
+                tracing::error!(
+                    limit = REPLY_LIMIT,
+                    "the handler's reply is larger than the limit; answering 500"
+                );
+                Err(plain_text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "reply too large",
+                ))
+            }
+            Err(error) => {
+                tracing::error!(%error, "the handler's reply body failed; answering 500");
+                Err(plain_text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "reply body failed",
+                ))
+            }
+        })
+    }
 }

@@ -162,6 +162,9 @@ mod label;
 mod macros;
 pub mod message;
 pub mod signature;
+#[cfg(all(feature = "fast-ack", feature = "dedup"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "fast-ack", feature = "dedup"))))]
+pub mod stack;
 pub mod timing;
 pub mod verify;
 
@@ -177,6 +180,8 @@ pub use verify::{CallbackQuery, Verify, VerifyLayer};
 pub use ack::FastAckLayer;
 #[cfg(feature = "dedup")]
 pub use dedup::DedupLayer;
+#[cfg(all(feature = "fast-ack", feature = "dedup"))]
+pub use stack::{CallbackHandle, CallbackLayer, CallbackService};
 
 /// The README's Rust examples, compiled as doc tests.
 #[cfg(doctest)]

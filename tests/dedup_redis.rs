@@ -13,9 +13,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{WeChat, redis_url, serve, text_message};
 use fast_ack::Demo;
 use http::StatusCode;
-use tower_wechat::ack::FastAckLayer;
 use tower_wechat::dedup::{Claim, DedupLayer, DedupStore, RedisStore, StoredResponse, Waited};
-use tower_wechat::{Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Token};
 
 const TOKEN: &str = "redisdedup1";
 
@@ -31,12 +30,9 @@ fn unique_prefix() -> String {
 /// A replica: its own server, its own layers, the Redis store shared through `prefix`.
 async fn replica(url: &str, prefix: &str, delay: Duration) -> (WeChat, Demo) {
     let store = RedisStore::open(url).unwrap().prefix(prefix);
-    let demo = fast_ack::app(
-        VerifyLayer::new(Token::new(TOKEN).unwrap()),
-        DedupLayer::with_store(store),
-        FastAckLayer::new(),
-        delay,
-    );
+    let stack = CallbackLayer::new(Token::new(TOKEN).unwrap())
+        .dedup(|_| DedupLayer::with_store(store));
+    let demo = fast_ack::app(stack, delay);
     let addr = serve(demo.router.clone()).await;
     (WeChat::new(addr, TOKEN), demo)
 }
@@ -107,7 +103,7 @@ async fn a_slow_first_attempt_on_one_replica_holds_retries_on_the_other() {
         (retry.status, retry.body.as_str()),
         (StatusCode::OK, "success")
     );
-    assert_eq!(demo_b.dedup.stats().coalesced, 1);
+    assert_eq!(demo_b.handle.dedup().stats().coalesced, 1);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(processed(&[&demo_a, &demo_b], "4343"), 1);
 }
@@ -194,9 +190,7 @@ async fn replica_with_unreachable_redis(fail_closed: bool) -> (WeChat, Demo) {
         dedup = dedup.fail_closed();
     }
     let demo = fast_ack::app(
-        VerifyLayer::new(Token::new(TOKEN).unwrap()),
-        dedup,
-        FastAckLayer::new(),
+        CallbackLayer::new(Token::new(TOKEN).unwrap()).dedup(|_| dedup),
         Duration::ZERO,
     );
     let addr = serve(demo.router.clone()).await;
@@ -210,7 +204,7 @@ async fn unreachable_redis_fails_open_by_default() {
     assert_eq!(answer.status, StatusCode::OK);
     assert!(answer.body.contains("no redis"), "processed without dedup");
     assert_eq!(demo.processed.counts()["61"], 1);
-    assert!(demo.dedup.stats().store_errors >= 1);
+    assert!(demo.handle.dedup().stats().store_errors >= 1);
 }
 
 #[tokio::test]

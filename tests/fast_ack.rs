@@ -18,7 +18,7 @@ use http::StatusCode;
 use tower::ServiceBuilder;
 use tower_wechat::ack::FastAckLayer;
 use tower_wechat::dedup::DedupLayer;
-use tower_wechat::{Message, Reply, ReplyContent, Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Message, Reply, ReplyContent, Token, VerifyLayer};
 
 const TOKEN: &str = "fastack42";
 
@@ -26,8 +26,12 @@ fn verify() -> VerifyLayer {
     VerifyLayer::new(Token::new(TOKEN).unwrap())
 }
 
+fn stack(fast_ack: FastAckLayer) -> CallbackLayer {
+    CallbackLayer::new(Token::new(TOKEN).unwrap()).fast_ack(|_| fast_ack)
+}
+
 async fn start(fast_ack: FastAckLayer, delay: Duration) -> (WeChat, Demo) {
-    let demo = fast_ack::app(verify(), DedupLayer::new(), fast_ack, delay);
+    let demo = fast_ack::app(stack(fast_ack), delay);
     let addr = serve(demo.router.clone()).await;
     (WeChat::new(addr, TOKEN), demo)
 }
@@ -64,7 +68,7 @@ async fn a_burst_of_150_slow_messages_is_answered_in_time_and_processed_once() {
         );
     }
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(demo.fast_ack.stats().acked_early, 150);
+    assert_eq!(demo.handle.fast_ack().stats().acked_early, 150);
 
     // WeChat got its answers in time; were it to retry anyway, nothing runs twice.
     for answer in
@@ -82,9 +86,9 @@ async fn a_burst_of_150_slow_messages_is_answered_in_time_and_processed_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let counts = demo.processed.counts();
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
-    let stats = demo.fast_ack.stats();
+    let stats = demo.handle.fast_ack().stats();
     assert_eq!((stats.completed, stats.in_flight), (150, 0));
-    assert_eq!(demo.dedup.stats().replayed, 150);
+    assert_eq!(demo.handle.dedup().stats().replayed, 150);
 }
 
 #[tokio::test]
@@ -104,7 +108,7 @@ async fn retries_of_one_msg_id_run_the_handler_once_concurrent_or_sequential() {
         assert_eq!(answer.body, first.body, "the same passive reply, replayed");
     }
     assert_eq!(demo.processed.counts()["777"], 1);
-    let stats = demo.dedup.stats();
+    let stats = demo.handle.dedup().stats();
     assert_eq!(
         (stats.processed, stats.coalesced, stats.replayed),
         (1, 2, 3)
@@ -137,10 +141,10 @@ async fn a_full_bound_answers_503_and_the_retry_is_processed_later() {
     let third = wechat.delivery(&text_message("third", 902));
     let refused = wechat.send_delivery(&third).await;
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(demo.fast_ack.stats().refused_full, 1);
+    assert_eq!(demo.handle.fast_ack().stats().refused_full, 1);
     // The 503 did not mark the message as handled: WeChat's retry runs it.
     eventually(Duration::from_secs(5), || {
-        demo.fast_ack.stats().in_flight == 0
+        demo.handle.fast_ack().stats().in_flight == 0
     })
     .await;
     let retry = wechat.send_delivery(&third).await;
@@ -185,9 +189,7 @@ async fn a_panicking_handler_does_not_take_the_server_down() {
 #[tokio::test]
 async fn graceful_shutdown_drains_background_handlers() {
     let demo = fast_ack::app(
-        verify(),
-        DedupLayer::new(),
-        FastAckLayer::new().deadline(Duration::from_millis(100)),
+        stack(FastAckLayer::new().deadline(Duration::from_millis(100))),
         Duration::from_millis(1500),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -208,9 +210,9 @@ async fn graceful_shutdown_drains_background_handlers() {
     }
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
-    assert_eq!(demo.fast_ack.stats().in_flight, 3, "acked, still working");
+    assert_eq!(demo.handle.fast_ack().stats().in_flight, 3, "acked, still working");
 
-    let report = demo.fast_ack.shutdown(Duration::from_secs(10)).await;
+    let report = demo.handle.shutdown(Duration::from_secs(10)).await;
     assert_eq!((report.finished, report.unfinished), (3, 0));
     assert_eq!(demo.processed.counts().len(), 3);
 }

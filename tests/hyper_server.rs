@@ -8,15 +8,15 @@ mod hyper_server;
 
 use common::{WeChat, text_message};
 use http::{Method, StatusCode};
-use tower_wechat::{Reply, ReplyContent, Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Reply, ReplyContent, Token};
 
 const TOKEN: &str = "hyperonly1";
 
 async fn start() -> WeChat {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let verify = VerifyLayer::new(Token::new(TOKEN).unwrap());
-    tokio::spawn(hyper_server::serve(listener, verify));
+    let stack = CallbackLayer::new(Token::new(TOKEN).unwrap());
+    tokio::spawn(hyper_server::serve(listener, stack));
     WeChat::new(addr, TOKEN)
 }
 

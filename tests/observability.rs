@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use common::{WeChat, now, serve, text_message};
 use http::{Method, StatusCode, header};
-use tower_wechat::timing::TimingLayer;
-use tower_wechat::{Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Token};
 
 const TOKEN: &str = "metricstoken5";
 
@@ -39,13 +38,9 @@ fn click(key: &str) -> String {
 #[tokio::test]
 async fn metrics_show_a_histogram_that_counts_the_callbacks_sent() {
     let prometheus = observability::install_prometheus().unwrap();
-    let timing = TimingLayer::new();
-    let stats = timing.stats();
-    let verify = VerifyLayer::new(Token::new(TOKEN).unwrap());
-    let wechat = WeChat::new(
-        serve(observability::app(verify, timing, prometheus)).await,
-        TOKEN,
-    );
+    let stack = CallbackLayer::new(Token::new(TOKEN).unwrap());
+    let stats = stack.handle().latency().clone();
+    let wechat = WeChat::new(serve(observability::app(stack, prometheus)).await, TOKEN);
 
     const TEXTS: u64 = 7;
     for id in 1..=TEXTS {

@@ -8,12 +8,12 @@ mod quickstart;
 
 use common::{WeChat, now, serve, text_message};
 use http::{Method, StatusCode, header};
-use tower_wechat::{Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
 
 const TOKEN: &str = "neverseen42";
 
 async fn start(layer: VerifyLayer) -> WeChat {
-    let addr = serve(quickstart::app(layer)).await;
+    let addr = serve(quickstart::app(CallbackLayer::with_verify(layer))).await;
     WeChat::new(addr, TOKEN)
 }
 

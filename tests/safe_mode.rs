@@ -18,7 +18,7 @@ use serde_json::Value;
 use tower_wechat::crypto::{EncodingAesKey, decrypt, encrypt};
 use tower_wechat::signature::Signature;
 use tower_wechat::verify::SafeMode;
-use tower_wechat::{Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
 
 const TOKEN: &str = "safemode1";
 const KEY: &str = "Yq3kR8vTz1LmN0pQs5uWx7yZa2bC4dE6fG8hJ9kL1mN";
@@ -33,7 +33,8 @@ fn safe_layer() -> VerifyLayer {
 }
 
 async fn start(layer: VerifyLayer) -> WeChat {
-    WeChat::new(serve(quickstart::app(layer)).await, TOKEN)
+    let stack = CallbackLayer::with_verify(layer);
+    WeChat::new(serve(quickstart::app(stack)).await, TOKEN)
 }
 
 /// Runs the independent peer; returns whether it was satisfied and what it printed.

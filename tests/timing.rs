@@ -19,7 +19,7 @@ use http::{Request, StatusCode};
 use tower::ServiceBuilder;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_wechat::timing::{MsgType, RecordMessageLayer, TimingLayer};
-use tower_wechat::{Message, Reply, Token, VerifyLayer};
+use tower_wechat::{CallbackLayer, Message, Reply, Token, VerifyLayer};
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -77,7 +77,7 @@ async fn the_quickstart_logs_one_line_per_callback_with_msg_id_and_latency() {
     let log = Log::default();
     // The quick start's default filter.
     let _guard = log.install("info");
-    let wechat = WeChat::new(serve(quickstart::app(verify())).await, TOKEN);
+    let wechat = WeChat::new(serve(quickstart::app(CallbackLayer::with_verify(verify()))).await, TOKEN);
 
     let ids = [24567890123456789, 2, 3];
     for id in ids {
@@ -240,21 +240,15 @@ async fn slower(message: Message) -> Reply {
 #[tokio::test]
 async fn fast_ack_background_work_is_timed_under_the_callback_span() {
     use tower_wechat::hook::BackgroundOutcome;
-    use tower_wechat::{DedupLayer, FastAckLayer};
 
     let log = Log::default();
     let _guard = log.install("info");
-    let timing = TimingLayer::new();
-    let stats = timing.stats();
-    let fast_ack = FastAckLayer::new().deadline(Duration::from_millis(100));
-    let background = fast_ack.handle();
-    let app = Router::new().route("/wechat", post(slower)).layer(
-        ServiceBuilder::new()
-            .layer(timing)
-            .layer(verify())
-            .layer(DedupLayer::new())
-            .layer(fast_ack),
-    );
+    let stack = CallbackLayer::with_verify(verify())
+        .fast_ack(|fast_ack| fast_ack.deadline(Duration::from_millis(100)));
+    let handle = stack.handle();
+    let stats = handle.latency().clone();
+    let background = handle.fast_ack().clone();
+    let app = Router::new().route("/wechat", post(slower)).layer(stack);
     let wechat = WeChat::new(serve(app).await, TOKEN);
     let answer = wechat.deliver(&text_message("slow", 77)).await;
     assert_eq!(

@@ -26,9 +26,9 @@ use crate::Message;
 /// [`FastAckLayer`](crate::ack::FastAckLayer). Requests without a `Message` (or for which the
 /// key function returns `None`) pass through unchanged.
 ///
-/// The response is read whole to be stored (replies are small; a body over 64 KiB is
-/// passed on but stored as `success`), and the layer's response body is a
-/// `Full<Bytes>`.
+/// The response is read whole to be stored, up to [`REPLY_LIMIT`](crate::body::REPLY_LIMIT)
+/// (64 KiB; a larger or failing reply body is answered `500` and frees the key), and the
+/// layer's response body is a `Full<Bytes>`.
 ///
 /// # Store failures
 ///

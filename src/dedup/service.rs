@@ -9,20 +9,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body::Body;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use tokio::time::Instant;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::state::{Counters, State};
 use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waited};
-use crate::body::plain_text;
+use crate::body::{CollectReply, plain_text};
 use crate::label::Label;
 use crate::macros::define_inner_service_accessors;
 use crate::{BoxError, Message};
-
-/// Largest response body stored for replay; a larger one is replayed as `success`.
-const MAX_STORED_BODY: usize = 64 * 1024;
 
 /// Middleware that processes each callback once; see [`DedupLayer`](super::DedupLayer).
 pub struct Dedup<S, St> {
@@ -274,32 +271,14 @@ where
 {
     let response = inner.call(request).await?;
     let (parts, body) = response.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            let error: BoxError = error.into();
-            tracing::error!(%error, "the handler's response body failed; answering 500");
-            let response = plain_text(StatusCode::INTERNAL_SERVER_ERROR, "reply body failed");
-            return Ok((response, None));
-        }
+    let body = match CollectReply::new(body).await {
+        Ok(body) => body,
+        Err(failed) => return Ok((failed, None)),
     };
     let stored = StoredResponse {
         status: parts.status,
         content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
         body: body.clone(),
-    };
-    let stored = if body.len() <= MAX_STORED_BODY {
-        stored
-    } else {
-        tracing::warn!(
-            len = body.len(),
-            "reply too large to store; repeats get `success`"
-        );
-        StoredResponse {
-            body: Bytes::from_static(b"success"),
-            content_type: None,
-            ..stored
-        }
     };
     Ok((Response::from_parts(parts, Full::new(body)), Some(stored)))
 }

@@ -480,3 +480,50 @@ async fn a_dropped_first_delivery_is_finished_and_recorded_so_retries_do_not_rer
         "finished by Dedup, not abandoned"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_over_the_limit_is_a_500_and_frees_the_key() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let layer = DedupLayer::new();
+    let handle = layer.handle();
+    let counted = runs.clone();
+    let service = layer.layer(service_fn(move |_: Request<Full<Bytes>>| {
+        let run = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let body = match run {
+                0 => Bytes::from(vec![b'x'; crate::body::REPLY_LIMIT + 1]),
+                _ => Bytes::from_static(b"<xml>fits</xml>"),
+            };
+            Ok::<_, Infallible>(Response::new(Full::new(body)))
+        }
+    }));
+    let first = service.clone().oneshot(delivery(text(31))).await.unwrap();
+    assert_eq!(
+        answer(first).await,
+        (StatusCode::INTERNAL_SERVER_ERROR, "reply too large".into())
+    );
+    assert_eq!(handle.stats().released, 1, "the key is free for the retry");
+    let retry = service.oneshot(delivery(text(31))).await.unwrap();
+    assert_eq!(answer(retry).await.1, "<xml>fits</xml>");
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_reply_body_is_a_500_and_frees_the_key() {
+    use http_body_util::StreamBody;
+    let layer = DedupLayer::new();
+    let handle = layer.handle();
+    let service = layer.layer(service_fn(|_: Request<Full<Bytes>>| async {
+        let frames = futures_util::stream::iter([
+            Ok(http_body::Frame::data(Bytes::from_static(b"<xml>"))),
+            Err::<http_body::Frame<Bytes>, _>(std::io::Error::other("connection to the db lost")),
+        ]);
+        Ok::<_, Infallible>(Response::new(StreamBody::new(frames)))
+    }));
+    let response = service.oneshot(delivery(text(32))).await.unwrap();
+    assert_eq!(
+        answer(response).await,
+        (StatusCode::INTERNAL_SERVER_ERROR, "reply body failed".into())
+    );
+    assert_eq!(handle.stats().released, 1);
+}

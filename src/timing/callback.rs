@@ -14,11 +14,9 @@ use tracing::field::Empty;
 use crate::hook::{BackgroundOutcome, CallbackHook, CallbackObserver};
 use crate::message::{Event, Message, MessageKind, mask_openid};
 
-use super::state::Settings;
+use super::state::{Settings, TARGET};
 use super::stats::MsgType;
 
-/// The `target` of the span and events this module logs.
-pub(crate) const TARGET: &str = "tower_wechat::timing";
 
 /// Strings taken from the body are cut to this many characters in logs.
 const MAX_LOGGED_CHARS: usize = 64;

@@ -44,6 +44,7 @@ impl TimingLayer {
     pub fn new() -> Self {
         Self {
             settings: Arc::new(Settings {
+                warned_order: Arc::default(),
                 budget: Self::DEFAULT_BUDGET,
                 deadline: Self::WECHAT_DEADLINE,
                 stats: LatencyStats::new(),

@@ -41,6 +41,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        self.settings.check_order(&request);
         let timing = CallbackTiming::start(&self.settings, &request);
         let extensions = request.extensions_mut();
         extensions.insert(timing.hook());

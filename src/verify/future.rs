@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header, request, response};
+use http::{HeaderValue, Request, Response, header, request, response};
 use http_body::Body;
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -20,7 +20,7 @@ use super::query::CallbackQuery;
 use super::rejection::Rejection;
 use super::state::{PendingSignature, Shared, Verified};
 use crate::BoxError;
-use crate::body::ResponseBody;
+use crate::body::{CollectReply, ResponseBody};
 use crate::hook::CallbackHook;
 
 /// Response future of [`Verify`](super::Verify).
@@ -31,6 +31,7 @@ where
     B::Error: Into<BoxError>,
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     ResBody: Body,
+    ResBody::Error: Into<BoxError>,
 {
     #[pin]
     state: State<B, S, ResBody>,
@@ -47,6 +48,7 @@ where
     B::Error: Into<BoxError>,
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     ResBody: Body,
+    ResBody::Error: Into<BoxError>,
 {
     /// Answered without the inner service: handshake or rejection.
     Answered(Option<Response<Full<Bytes>>>),
@@ -65,7 +67,7 @@ where
     /// Safe mode: reading the reply to encrypt it.
     Sealing {
         #[pin]
-        body: Collect<ResBody>,
+        body: CollectReply<ResBody>,
         parts: Option<response::Parts>,
         shared: Arc<Shared>,
     },
@@ -93,6 +95,7 @@ where
     B::Error: Into<BoxError>,
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     ResBody: Body,
+    ResBody::Error: Into<BoxError>,
 {
     pub(crate) fn answered(response: Response<Full<Bytes>>) -> Self {
         Self {
@@ -158,7 +161,7 @@ where
                         Some(shared) if response.status().is_success() => {
                             let (parts, body) = response.into_parts();
                             state.set(State::Sealing {
-                                body: body.collect(),
+                                body: CollectReply::new(body),
                                 parts: Some(parts),
                                 shared,
                             });
@@ -182,23 +185,14 @@ where
 
 /// Encrypts a passive reply into WeChat's envelope; `success` and empty answers go out as
 /// they are.
-fn seal_response<B, E>(
+fn seal_response<B>(
     shared: &Shared,
     mut parts: response::Parts,
-    collected: Result<http_body_util::Collected<Bytes>, E>,
-) -> Response<ResponseBody<B>>
-where
-    E: Into<BoxError>,
-{
+    collected: Result<Bytes, Response<Full<Bytes>>>,
+) -> Response<ResponseBody<B>> {
     let reply = match collected {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            let error: BoxError = error.into();
-            tracing::error!(%error, "the handler's reply body failed; answering 500");
-            let mut response = Response::new(ResponseBody::own(Full::default()));
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            return response;
-        }
+        Ok(reply) => reply,
+        Err(failed) => return failed.map(ResponseBody::own),
     };
     let trimmed = reply.trim_ascii();
     let is_ack = trimmed.is_empty() || trimmed == b"success";

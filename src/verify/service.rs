@@ -87,6 +87,7 @@ where
     B::Error: Into<BoxError>,
     S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
     ResBody: Body,
+    ResBody::Error: Into<BoxError>,
 {
     ResponseFuture::answered(rejection.into_response(request.method(), request.uri().path()))
 }
