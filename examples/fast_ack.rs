@@ -114,8 +114,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let addr = quickstart::listen_addr()?;
     let delay = Duration::from_millis(env_number("WECHAT_DEMO_DELAY_MS", 6000)?);
     let max_in_flight = usize::try_from(env_number("WECHAT_MAX_IN_FLIGHT", 1024)?)?;
-    let stack = quickstart::stack_from_env()?
-        .fast_ack(|fast_ack| fast_ack.max_in_flight(max_in_flight));
+    let stack =
+        quickstart::stack_from_env()?.fast_ack(|fast_ack| fast_ack.max_in_flight(max_in_flight));
 
     let listener = tokio::net::TcpListener::bind(addr).await?;
     quickstart::print_how_to_try(listener.local_addr()?);

@@ -74,10 +74,14 @@ pub fn safe_mode_from_env() -> Result<Option<SafeMode>, Box<dyn Error>> {
         (Err(_), Err(_)) => return Ok(None),
     };
     // The errors name the variable and what is wrong with it, never its value.
-    let key = EncodingAesKey::new(key.trim()).map_err(|error| format!("WECHAT_AES_KEY: {error}"))?;
+    let key =
+        EncodingAesKey::new(key.trim()).map_err(|error| format!("WECHAT_AES_KEY: {error}"))?;
     let app_id = app_id.trim();
     if app_id.is_empty() || !app_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err("WECHAT_APPID: expected the app id (wx…) or CorpID (ww…), letters and digits only".into());
+        return Err(
+            "WECHAT_APPID: expected the app id (wx…) or CorpID (ww…), letters and digits only"
+                .into(),
+        );
     }
     let mut safe_mode = SafeMode::new(key, app_id);
     if let Ok(previous) = std::env::var("WECHAT_PREVIOUS_AES_KEY") {

@@ -30,8 +30,8 @@ fn unique_prefix() -> String {
 /// A replica: its own server, its own layers, the Redis store shared through `prefix`.
 async fn replica(url: &str, prefix: &str, delay: Duration) -> (WeChat, Demo) {
     let store = RedisStore::open(url).unwrap().prefix(prefix);
-    let stack = CallbackLayer::new(Token::new(TOKEN).unwrap())
-        .dedup(|_| DedupLayer::with_store(store));
+    let stack =
+        CallbackLayer::new(Token::new(TOKEN).unwrap()).dedup(|_| DedupLayer::with_store(store));
     let demo = fast_ack::app(stack, delay);
     let addr = serve(demo.router.clone()).await;
     (WeChat::new(addr, TOKEN), demo)

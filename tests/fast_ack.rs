@@ -210,7 +210,11 @@ async fn graceful_shutdown_drains_background_handlers() {
     }
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
-    assert_eq!(demo.handle.fast_ack().stats().in_flight, 3, "acked, still working");
+    assert_eq!(
+        demo.handle.fast_ack().stats().in_flight,
+        3,
+        "acked, still working"
+    );
 
     let report = demo.handle.shutdown(Duration::from_secs(10)).await;
     assert_eq!((report.finished, report.unfinished), (3, 0));

@@ -8,12 +8,11 @@ mod common;
 #[allow(dead_code)]
 mod quickstart;
 
-use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::post;
+use common::log::Log;
 use common::{WeChat, serve, text_message};
 use http::{Request, StatusCode};
 use tower::ServiceBuilder;
@@ -21,52 +20,8 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_wechat::timing::{MsgType, RecordMessageLayer, TimingLayer};
 use tower_wechat::{CallbackLayer, Message, Reply, Token, VerifyLayer};
 use tracing::Level;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
 
 const TOKEN: &str = "tokenneverlogged9";
-
-/// An fmt subscriber's output, kept in memory.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Log {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Log {
-    type Writer = Log;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-impl Log {
-    /// Installs an fmt subscriber (no colours) with `filter` for this thread; the tests run
-    /// on a current-thread runtime, so the servers' tasks log into it too.
-    fn install(&self, filter: &str) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(EnvFilter::new(filter))
-            .with_ansi(false)
-            .with_writer(self.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 fn verify() -> VerifyLayer {
     VerifyLayer::new(Token::new(TOKEN).unwrap())
@@ -77,7 +32,10 @@ async fn the_quickstart_logs_one_line_per_callback_with_msg_id_and_latency() {
     let log = Log::default();
     // The quick start's default filter.
     let _guard = log.install("info");
-    let wechat = WeChat::new(serve(quickstart::app(CallbackLayer::with_verify(verify()))).await, TOKEN);
+    let wechat = WeChat::new(
+        serve(quickstart::app(CallbackLayer::with_verify(verify()))).await,
+        TOKEN,
+    );
 
     let ids = [24567890123456789, 2, 3];
     for id in ids {

@@ -523,7 +523,10 @@ async fn a_failing_reply_body_is_a_500_and_frees_the_key() {
     let response = service.oneshot(delivery(text(32))).await.unwrap();
     assert_eq!(
         answer(response).await,
-        (StatusCode::INTERNAL_SERVER_ERROR, "reply body failed".into())
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reply body failed".into()
+        )
     );
     assert_eq!(handle.stats().released, 1);
 }

@@ -17,7 +17,6 @@ use crate::message::{Event, Message, MessageKind, mask_openid};
 use super::state::{Settings, TARGET};
 use super::stats::MsgType;
 
-
 /// Strings taken from the body are cut to this many characters in logs.
 const MAX_LOGGED_CHARS: usize = 64;
 
