@@ -1,19 +1,37 @@
 //! Tower middleware for WeChat callback servers (Official Accounts, WeCom, Mini Programs
-//! that push XML).
+//! that push XML), for axum and plain hyper, and (feature `client`) a reliable client for
+//! the WeChat API calls those servers make.
 //!
-//! WeChat POSTs every user message to your URL and waits 5 seconds. tower-wechat makes that
-//! URL safe and typed with one `.layer(...)`: [`VerifyLayer`] answers the GET handshake,
-//! checks every POST's signature against your token, refuses replays and oversized bodies,
-//! and parses the XML once into a [`Message`]; the handler answers with a typed [`Reply`].
-//! [`ack::FastAckLayer`] answers every callback inside WeChat's deadline while slow handlers
-//! finish in the background, and [`dedup::DedupLayer`] makes WeChat's retries run the handler
-//! once (features `fast-ack` and `dedup`, on by default).
+//! WeChat POSTs every user message to your URL and waits 5 seconds; a late or wrong answer
+//! means retries, duplicate processing and "该公众号暂时无法提供服务" for the user.
+//! [`CallbackLayer`] makes that URL safe, typed and fast with one `.layer(...)`:
+//!
+//! ```text
+//! request ─► TimingLayer ─► VerifyLayer ─► DedupLayer ─► FastAckLayer ─► handler
+//! ```
+//!
+//! - [`TimingLayer`]: a `tracing` span and one log line per callback (MsgId, status,
+//!   latency), latency percentiles per message type;
+//! - [`VerifyLayer`]: answers the GET handshake, checks every POST's signature against your
+//!   token, refuses replays and oversized bodies, decrypts safe-mode messages, and parses
+//!   the XML once into a [`Message`]; the handler answers with a typed [`Reply`];
+//! - [`DedupLayer`]: WeChat's retries run the handler once (feature `dedup`);
+//! - [`FastAckLayer`]: every callback is answered inside WeChat's deadline while slow
+//!   handlers finish in the background (feature `fast-ack`).
 //!
 //! # Quick start (axum)
 //!
+//! ```toml
+//! [dependencies]
+//! tower-wechat = "0.1"
+//! axum = "0.8"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "signal"] }
+//! ```
+//!
 //! ```no_run
+//! use std::time::Duration;
 //! use axum::{Router, routing::post};
-//! use tower_wechat::{Message, MessageKind, Reply, ReplyContent, Token, VerifyLayer};
+//! use tower_wechat::{CallbackLayer, Message, MessageKind, Reply, ReplyContent, Token};
 //!
 //! async fn echo(message: Message) -> Reply {
 //!     match &message.kind {
@@ -24,23 +42,30 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let token = Token::new(std::env::var("WECHAT_TOKEN")?)?;
-//! let app = Router::new()
-//!     .route("/wechat", post(echo))
-//!     .layer(VerifyLayer::new(token));
+//! let stack = CallbackLayer::new(Token::new(std::env::var("WECHAT_TOKEN")?)?);
+//! let handle = stack.handle();
+//! let app = Router::new().route("/wechat", post(echo)).layer(stack);
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
-//! axum::serve(listener, app).await?;
+//! axum::serve(listener, app)
+//!     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+//!     .await?;
+//! handle.shutdown(Duration::from_secs(10)).await; // let background handlers finish
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! The GET handshake never reaches `echo`: the layer answers it. Put `VerifyLayer` on the
-//! callback route only (with `Router::layer` on a router that holds just that route, or
+//! The GET handshake never reaches `echo`: the stack answers it. Put the stack on the
+//! callback route only (on a router that holds just that route, or with
 //! `MethodRouter::layer`), since it refuses every request that WeChat did not sign.
+//!
+//! The layers can be assembled by hand too (to leave one out, or to put others between
+//! them): list them in this order in a `tower::ServiceBuilder`, which applies them
+//! outermost first. `Router::layer(a).layer(b)` does the reverse (`b` ends up outside
+//! `a`); a stack in an order that cannot work says so in one warning (see [`stack`]).
 //!
 //! # Plain hyper
 //!
-//! [`Verify`] is an ordinary tower service; serve it with
+//! Each layer's service is an ordinary tower service; serve it with
 //! `hyper_util::service::TowerToHyperService`. The handler receives the verified body as a
 //! `Request<Full<Bytes>>` and finds the [`Message`] in its extensions; a [`Reply`] converts
 //! into `http::Response<Full<Bytes>>`:
@@ -51,7 +76,7 @@
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_wechat::{Message, Reply, Token, VerifyLayer};
+//! use tower_wechat::{CallbackLayer, Message, Reply, Token};
 //!
 //! async fn handle(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
 //!     let message = request.extensions().get::<Message>().expect("behind VerifyLayer");
@@ -62,9 +87,9 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let service = ServiceBuilder::new()
-//!     .layer(VerifyLayer::new(Token::new("mytoken").unwrap()))
+//!     .layer(CallbackLayer::new(Token::new("mytoken").unwrap()))
 //!     .service_fn(handle);
-//! // An unsigned request is refused by the layer, never reaching `handle`.
+//! // An unsigned request is refused by the stack, never reaching `handle`.
 //! let response = service
 //!     .oneshot(Request::post("/wechat").body(Full::<Bytes>::default()).unwrap())
 //!     .await
@@ -106,8 +131,12 @@
 //! - **`openid`.** The query is not signed; a callback whose `openid` is not the message's
 //!   `FromUserName` is refused (403).
 //! - **Layer order**, outermost first: `TimingLayer → VerifyLayer → DedupLayer →
-//!   FastAckLayer → handler`. Dedup needs the [`Message`] that `VerifyLayer` puts in
-//!   the extensions; putting it outside FastAck lets retries be answered without a slot.
+//!   FastAckLayer → handler`, which [`CallbackLayer`] builds. Dedup needs the [`Message`]
+//!   that `VerifyLayer` puts in the extensions; putting it outside FastAck lets retries be
+//!   answered without a slot. Layers do not import each other: what one tells another goes
+//!   through a [`hook::CallbackHook`] in the request extensions.
+//! - **Replies read whole** (to store them for retries, to encrypt them) are capped at
+//!   [`body::REPLY_LIMIT`] (64 KiB); a larger or failing reply body is answered 500.
 //! - **Fast ack.** Deadline 4 s by default; a late handler's callback is answered `success`
 //!   and its reply dropped. A full bound (1024 handlers) answers 503, never `success`. See
 //!   [`ack`].
