@@ -30,6 +30,15 @@ fn request() -> Request<Full<Bytes>> {
     Request::new(Full::default())
 }
 
+/// Waits for `service` to be ready and calls it (keeping it, unlike `oneshot`).
+async fn send<S, B>(service: &mut S, request: Request<Full<Bytes>>) -> S::Response
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+{
+    service.ready().await.unwrap().call(request).await.unwrap()
+}
+
 async fn body<B: http_body::Body>(response: Response<B>) -> String
 where
     B::Error: std::fmt::Debug,
@@ -305,13 +314,7 @@ async fn shutdown_refuses_new_work_and_drains_running_handlers() {
         .layer(layer)
         .service(sleepy(Duration::from_secs(6), runs.clone()));
     for _ in 0..3 {
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(request())
-            .await
-            .unwrap();
+        let response = send(&mut service, request()).await;
         assert_eq!(body(response).await, "success");
     }
     let shutdown = tokio::spawn({
@@ -320,13 +323,7 @@ async fn shutdown_refuses_new_work_and_drains_running_handlers() {
     });
     tokio::task::yield_now().await;
     assert!(handle.is_closing());
-    let refused = service
-        .ready()
-        .await
-        .unwrap()
-        .call(request())
-        .await
-        .unwrap();
+    let refused = send(&mut service, request()).await;
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     let report = shutdown.await.unwrap();
@@ -368,21 +365,13 @@ async fn a_handler_that_answers_at_once_is_not_spawned_and_still_counted() {
         }
         Ok::<_, Infallible>(Response::new(Full::from("at once")))
     }));
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(request())
-        .await
-        .unwrap();
+    let response = send(&mut service, request()).await;
     assert_eq!(body(response).await, "at once");
-    let panicked = service
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::get("/panic").body(Full::default()).unwrap())
-        .await
-        .unwrap();
+    let panicked = send(
+        &mut service,
+        Request::get("/panic").body(Full::default()).unwrap(),
+    )
+    .await;
     assert_eq!(panicked.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let stats = handle.stats();
     assert_eq!(

@@ -103,6 +103,11 @@ where
         }
     }
 
+    /// Answered with `rejection`'s response (and its log line).
+    pub(crate) fn rejected<T>(rejection: Rejection, request: &Request<T>) -> Self {
+        Self::answered(rejection.into_response(request.method(), request.uri().path()))
+    }
+
     pub(crate) fn read_body(
         inner: S,
         shared: Arc<Shared>,

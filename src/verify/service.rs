@@ -60,7 +60,7 @@ where
             Method::GET => {
                 return match self.handshake(&request) {
                     Ok(echo) => ResponseFuture::answered(echo),
-                    Err(rejection) => reject(rejection, &request),
+                    Err(rejection) => ResponseFuture::rejected(rejection, &request),
                 };
             }
             Method::POST => self.check_post(&request),
@@ -73,23 +73,9 @@ where
                 let inner = std::mem::replace(&mut self.inner, inner);
                 ResponseFuture::read_body(inner, self.shared.clone(), request, query, verified)
             }
-            Err(rejection) => reject(rejection, &request),
+            Err(rejection) => ResponseFuture::rejected(rejection, &request),
         }
     }
-}
-
-fn reject<B, S, ResBody>(
-    rejection: Rejection,
-    request: &Request<B>,
-) -> ResponseFuture<B, S, ResBody>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-    S: Service<Request<Full<Bytes>>, Response = Response<ResBody>>,
-    ResBody: Body,
-    ResBody::Error: Into<BoxError>,
-{
-    ResponseFuture::answered(rejection.into_response(request.method(), request.uri().path()))
 }
 
 impl<S> Verify<S> {
