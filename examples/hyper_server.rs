@@ -5,8 +5,9 @@
 //! cargo run --example hyper_server
 //! ```
 //!
-//! Same environment as the quick start: `WECHAT_ADDR` (default `127.0.0.1:3000`),
-//! `WECHAT_TOKEN` (default `towerwechatdemo`), `WECHAT_TIMESTAMP_WINDOW` (seconds, `0` = off).
+//! Environment: `WECHAT_ADDR` (default `127.0.0.1:3000`), `WECHAT_TOKEN` (default
+//! `towerwechatdemo`), `WECHAT_TIMESTAMP_WINDOW` (seconds, `0` = off); for safe mode, see
+//! the quick start.
 //! The callback path is `/wechat`; every other path is 404. Ctrl-C or SIGTERM stops
 //! accepting connections and lets running handlers finish (up to 10 s).
 
@@ -61,13 +62,22 @@ fn stack() -> Result<CallbackLayer, Box<dyn Error>> {
     }))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
 async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+        () = terminate => {}
     }
 }
 

@@ -160,7 +160,7 @@
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
 //! | `fast-ack` | yes | [`ack::FastAckLayer`] (tokio tasks and timers) |
 //! | `dedup` | yes | [`dedup::DedupLayer`] and its in-memory store |
-//! | `tokio` | no | both of the above (its name before 0.2) |
+//! | `tokio` | no | both of the above (kept as an alias: the one feature these two were before) |
 //! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
 //! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls) |
 //! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`) |
@@ -213,6 +213,12 @@ pub use dedup::DedupLayer;
 pub use stack::{CallbackHandle, CallbackLayer, CallbackService};
 
 /// The README's Rust examples, compiled as doc tests.
-#[cfg(doctest)]
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "crypto",
+    feature = "fast-ack",
+    feature = "dedup"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

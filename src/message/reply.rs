@@ -171,6 +171,23 @@ impl ReplyContent {
         }
     }
 
+    /// A music reply with the cover `thumb_media_id` (an uploaded thumbnail) and the
+    /// track's URL; set the title, description and Wi-Fi URL on [`Music`] as needed.
+    ///
+    /// ```
+    /// use tower_wechat::message::{Music, ReplyContent};
+    ///
+    /// let content = ReplyContent::music("thumb_media_id", "https://example.com/a.mp3");
+    /// assert!(matches!(content, ReplyContent::Music(Music { .. })));
+    /// ```
+    pub fn music(thumb_media_id: impl Into<String>, music_url: impl Into<String>) -> Self {
+        Self::Music(Music {
+            thumb_media_id: thumb_media_id.into(),
+            music_url: Some(music_url.into()),
+            ..Music::default()
+        })
+    }
+
     /// A news reply; 1 to 8 articles.
     pub fn news(articles: Vec<Article>) -> Result<Self, ReplyError> {
         News::new(articles).map(Self::News)
