@@ -40,10 +40,14 @@
 //!
 //! One hook per request: a layer that inserts its own replaces the one already there, so
 //! compose observers yourself if you need several.
+//!
+//! The outermost of the crate's layers also puts an [`Arrival`] in the extensions: when the
+//! callback reached the server. Every deadline is counted from it, so time spent by outer
+//! layers (reading a slow body, waiting for a dedup store) comes out of the same budget.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::message::Message;
 
@@ -148,6 +152,53 @@ impl CallbackHook {
     /// Tells the observer the background work ended.
     pub fn background_finished(&self, outcome: BackgroundOutcome, elapsed: Duration) {
         self.0.background_finished(outcome, elapsed);
+    }
+}
+
+/// When a callback reached the server: the start of its deadline budget.
+///
+/// [`TimingLayer`](crate::TimingLayer) puts it in the request extensions with the instant
+/// its clock starts; [`VerifyLayer`](crate::VerifyLayer) puts one there if no outer layer
+/// did. [`FastAckLayer`](crate::FastAckLayer) acknowledges by `arrival + deadline`, however
+/// much of it the layers outside already spent.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_wechat::hook::Arrival;
+///
+/// let mut request = http::Request::new(());
+/// Arrival::insert_if_absent(&mut request);
+/// let arrival = *request.extensions().get::<Arrival>().unwrap();
+/// assert!(arrival.elapsed() < Duration::from_secs(1));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Arrival(pub Instant);
+
+impl Arrival {
+    /// Now.
+    pub fn now() -> Self {
+        Self(Instant::now())
+    }
+
+    /// Time since arrival.
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+
+    /// Time since the arrival recorded in `request`, or zero if none was.
+    pub fn elapsed_for<B>(request: &http::Request<B>) -> Duration {
+        request
+            .extensions()
+            .get::<Self>()
+            .map_or(Duration::ZERO, Self::elapsed)
+    }
+
+    /// Records now as the arrival of `request`, unless an outer layer already did.
+    pub fn insert_if_absent<B>(request: &mut http::Request<B>) {
+        let extensions = request.extensions_mut();
+        if extensions.get::<Self>().is_none() {
+            extensions.insert(Self::now());
+        }
     }
 }
 

@@ -43,7 +43,10 @@ impl FastAckLayer {
     /// Answers with the handler's response if it is ready within `deadline`, else with
     /// `success` while the handler keeps running (the default mode, 4 s).
     ///
-    /// Keep it under WeChat's 5 s with room for the network and the layers outside.
+    /// The deadline counts from the callback's [`Arrival`](crate::hook::Arrival) (recorded by
+    /// the outermost of the crate's layers), so time the layers outside already spent — a
+    /// slow body, a slow dedup store — comes out of it. Keep it under WeChat's 5 s with room
+    /// for the network.
     pub fn deadline(self, deadline: Duration) -> Self {
         self.with(|settings| settings.mode = Mode::Deadline(deadline))
     }

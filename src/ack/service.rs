@@ -14,7 +14,7 @@ use super::future::ResponseFuture;
 use super::state::{Mode, State};
 use super::task::{self, Work};
 use crate::body::{ResponseBody, plain_text};
-use crate::hook::CallbackHook;
+use crate::hook::{Arrival, CallbackHook};
 use crate::label::Label;
 use crate::macros::define_inner_service_accessors;
 
@@ -72,6 +72,8 @@ where
             ));
         };
         let hook = request.extensions().get::<CallbackHook>().cloned();
+        // The deadline counts from the callback's arrival, not from here.
+        let spent = Arrival::elapsed_for(&request);
 
         // The clone is ready only if `poll_ready` said so of the original: swap them.
         let clone = self.inner.clone();
@@ -85,7 +87,9 @@ where
             started: Instant::now(),
         };
         match state.settings.mode {
-            Mode::Deadline(deadline) => ResponseFuture::starting(work, deadline),
+            Mode::Deadline(deadline) => {
+                ResponseFuture::starting(work, deadline.saturating_sub(spent))
+            }
             Mode::AlwaysAck => {
                 task::moved_to_background(state, work.hook.as_ref(), &work.label, false);
                 let (sender, _) = tokio::sync::oneshot::channel();

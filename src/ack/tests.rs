@@ -429,3 +429,22 @@ async fn lowering_the_bound_while_handlers_run_takes_effect_as_they_finish() {
     );
     assert_eq!(service.oneshot(request()).await.unwrap().status(), 503);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_counts_from_the_callbacks_arrival() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let service = FastAckLayer::new().layer(sleepy(Duration::from_secs(6), runs));
+    let mut late = request();
+    // The layers outside spent 1.5 s already (a slow body, a slow store).
+    late.extensions_mut().insert(crate::hook::Arrival(
+        std::time::Instant::now() - Duration::from_millis(1500),
+    ));
+    let started = tokio::time::Instant::now();
+    let response = service.oneshot(late).await.unwrap();
+    assert_eq!(body(response).await, "success");
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(2490)..=Duration::from_millis(2510)).contains(&waited),
+        "acked by arrival + 4 s, i.e. after {waited:?} here"
+    );
+}

@@ -138,6 +138,11 @@ impl CallbackTiming {
         &self.0.span
     }
 
+    /// When the callback reached [`Timing`](super::Timing).
+    pub(crate) fn started(&self) -> Instant {
+        self.0.start
+    }
+
     /// Time since the callback reached [`Timing`](super::Timing).
     pub fn elapsed(&self) -> Duration {
         self.0.start.elapsed()

@@ -10,6 +10,7 @@ use tower_service::Service;
 use super::callback::CallbackTiming;
 use super::future::ResponseFuture;
 use super::state::Settings;
+use crate::hook::Arrival;
 use crate::macros::define_inner_service_accessors;
 
 /// Middleware that times WeChat callbacks; see [`TimingLayer`](super::TimingLayer) and the
@@ -45,6 +46,7 @@ where
         let timing = CallbackTiming::start(&self.settings, &request);
         let extensions = request.extensions_mut();
         extensions.insert(timing.hook());
+        extensions.insert(Arrival(timing.started()));
         extensions.insert(timing.clone());
         let inner = {
             let _entered = timing.span().enter();

@@ -21,7 +21,7 @@ use super::rejection::Rejection;
 use super::state::{PendingSignature, Shared, Verified};
 use crate::BoxError;
 use crate::body::{CollectReply, ResponseBody};
-use crate::hook::CallbackHook;
+use crate::hook::{Arrival, CallbackHook};
 
 /// Response future of [`Verify`](super::Verify).
 #[pin_project]
@@ -111,10 +111,11 @@ where
     pub(crate) fn read_body(
         inner: S,
         shared: Arc<Shared>,
-        request: Request<B>,
+        mut request: Request<B>,
         query: CallbackQuery,
         verified: Verified,
     ) -> Self {
+        Arrival::insert_if_absent(&mut request);
         let (parts, body) = request.into_parts();
         let limit = shared.body_limit();
         let next = Next {
