@@ -53,9 +53,13 @@ fn provision_redis() -> Result<String, String> {
         .ok()
         .filter(|url| !url.is_empty())
     {
-        let addr = redis_addr(&url);
-        ping(&addr, Duration::from_secs(5))
-            .map_err(|e| format!("REDIS_URL={url} is set but {addr} does not answer PING: {e}"))?;
+        // Checked when plain TCP; other schemes (TLS, unix sockets) go to the client as they are.
+        if url.starts_with("redis://") {
+            let addr = redis_addr(&url);
+            ping(&addr, Duration::from_secs(5)).map_err(|e| {
+                format!("REDIS_URL={url} is set but {addr} does not answer PING: {e}")
+            })?;
+        }
         return Ok(url);
     }
     let bin = redis_server_bin().ok_or_else(|| format!("no redis-server found: {REDIS_HOWTO}"))?;
@@ -84,9 +88,7 @@ fn provision_redis() -> Result<String, String> {
 
 /// `host:port` of a `redis://[user:pass@]host[:port][/db]` URL.
 fn redis_addr(url: &str) -> String {
-    let rest = url
-        .trim_start_matches("rediss://")
-        .trim_start_matches("redis://");
+    let rest = url.trim_start_matches("redis://");
     let host_port = rest.split(['/', '?']).next().unwrap_or_default();
     let host_port = host_port.rsplit('@').next().unwrap_or_default();
     let host_port = if host_port.is_empty() {
