@@ -1,6 +1,7 @@
 //! DedupLayer with the Redis store against a real `redis-server` (`common::redis_url`:
-//! `REDIS_URL`, or one it starts; ignored unless asked for, as `scripts/test` does): two replicas sharing one Redis process each message once; an
-//! unreachable Redis fails open (or closed, when asked).
+//! `REDIS_URL`, or one it starts; ignored unless asked for, as `scripts/test` does): two
+//! replicas sharing one Redis process each message once; an unreachable Redis fails open
+//! (or closed, when asked).
 
 mod common;
 
