@@ -6,8 +6,8 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
+use crate::message::CallbackQuery;
 use crate::message::{Message, Reply};
-use crate::verify::CallbackQuery;
 
 /// The handler was reached without [`VerifyLayer`](crate::VerifyLayer) in front of it: a
 /// server misconfiguration, answered with 500.

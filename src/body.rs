@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use pin_project::pin_project;
+use std::fmt;
 
 use crate::BoxError;
 
@@ -158,3 +159,86 @@ where
         })
     }
 }
+
+/// A processed callback's response as stored: status, content type and body.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    /// The status code.
+    pub status: StatusCode,
+    /// The `Content-Type`, if it had one.
+    pub content_type: Option<HeaderValue>,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl StoredResponse {
+    /// The response to replay.
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body.clone()));
+        *response.status_mut() = self.status;
+        if let Some(content_type) = &self.content_type {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, content_type.clone());
+        }
+        response
+    }
+
+    /// Serialises for a byte store: `status`, `\n`, content type, `\n`, body.
+    pub fn encode(&self) -> Vec<u8> {
+        let content_type = self
+            .content_type
+            .as_ref()
+            .map_or(&b""[..], |v| v.as_bytes());
+        let mut out = Vec::with_capacity(5 + content_type.len() + self.body.len());
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(content_type);
+        out.push(b'\n');
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Reads what [`encode`](Self::encode) wrote.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CorruptResponse> {
+        let corrupt = || CorruptResponse;
+        let (status, rest) = split_line(bytes).ok_or_else(corrupt)?;
+        let (content_type, body) = split_line(rest).ok_or_else(corrupt)?;
+        Ok(Self {
+            status: StatusCode::from_bytes(status).map_err(|_| corrupt())?,
+            content_type: match content_type {
+                [] => None,
+                value => Some(HeaderValue::from_bytes(value).map_err(|_| corrupt())?),
+            },
+            body: Bytes::copy_from_slice(body),
+        })
+    }
+}
+
+fn split_line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = bytes.iter().position(|&b| b == b'\n')?;
+    Some((&bytes[..at], &bytes[at + 1..]))
+}
+
+impl fmt::Debug for StoredResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body is a reply to a user: its length, not its words.
+        f.debug_struct("StoredResponse")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Bytes that are not an encoded [`StoredResponse`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CorruptResponse;
+
+impl fmt::Display for CorruptResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not an encoded response")
+    }
+}
+
+impl std::error::Error for CorruptResponse {}

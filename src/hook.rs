@@ -44,11 +44,36 @@
 //! The outermost of the crate's layers also puts an [`Arrival`] in the extensions: when the
 //! callback reached the server. Every deadline is counted from it, so time spent by outer
 //! layers (reading a slow body, waiting for a dedup store) comes out of the same budget.
+//!
+//! # The durable hand-off
+//!
+//! When a [journal](crate::journal) is configured, the layers agree through a few more
+//! neutral types, so that a message acknowledged to WeChat is neither lost nor run twice:
+//!
+//! - [`VerifiedBody`] (from VerifyLayer) and [`DedupKey`] (from DedupLayer) in the request
+//!   extensions: what FastAck stores in the journal with the [`CallbackQuery`].
+//! - [`Completion`] (from DedupLayer) in the request extensions: whoever runs the handler
+//!   (FastAck) tells it how the run ended — *when it ended*, which for a handler that went
+//!   on in the background is long after `success` went back — and waits for it to be
+//!   recorded before it marks the journal entry done. FastAck marks its response
+//!   [`Recorded`] (it reported already) or [`Deferred`] (it will report when the background
+//!   run ends), so DedupLayer does not record the early `success` as if it were the end.
+//! - [`Recovery`] in the request extensions: a callback the recovery worker runs again from
+//!   the journal. VerifyLayer takes it as verified (it was, the first time), FastAck runs
+//!   it under its existing entry, and the handler finds a [`Delivery`] with its attempt.
+//!
+//! [`CallbackQuery`]: crate::message::CallbackQuery
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use crate::body::StoredResponse;
 use crate::message::Message;
 
 /// What became of a handler that finished in the background.
@@ -205,5 +230,197 @@ impl Arrival {
 impl fmt::Debug for CallbackHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("CallbackHook")
+    }
+}
+
+/// The verified request body as the handler gets it (the plaintext in safe mode); put in the
+/// request extensions by [`VerifyLayer`](crate::VerifyLayer), for the journal.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tower_wechat::hook::VerifiedBody;
+///
+/// let body = VerifiedBody(Bytes::from_static(b"<xml>...</xml>"));
+/// assert_eq!(body.0.len(), 14);
+/// ```
+#[derive(Clone, Debug)]
+pub struct VerifiedBody(pub Bytes);
+
+/// The key [`DedupLayer`](crate::DedupLayer) keeps the callback under; put in the request
+/// extensions for the journal.
+///
+/// ```
+/// use tower_wechat::hook::DedupKey;
+///
+/// let key = DedupKey("gh_1:msg:42".into());
+/// assert_eq!(&*key.0, "gh_1:msg:42");
+/// ```
+#[derive(Clone, Debug)]
+pub struct DedupKey(pub Arc<str>);
+
+/// How a handler's run ended, as told to a [`Completion`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RunOutcome {
+    /// The handler finished; `answered` is what WeChat got (its passive reply, or the
+    /// `success` sent at the deadline) and should get again on a repeat.
+    Completed {
+        /// The response to replay to repeats.
+        answered: StoredResponse,
+    },
+    /// The handler returned an error or a 5xx, or panicked: the callback was not processed.
+    Failed,
+}
+
+/// Told when the handler's run for a callback ended; see [`Completion`].
+pub trait CompletionObserver: Send + Sync + 'static {
+    /// Records the end of the run; the future resolves once it is recorded.
+    fn record(&self, outcome: RunOutcome) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Put in the request extensions by [`DedupLayer`](crate::DedupLayer) for the attempt that
+/// claimed a callback: whoever runs the handler reports how the run ended, when it ended.
+/// [`FastAckLayer`](crate::FastAckLayer) does, and marks its response [`Recorded`] or
+/// [`Deferred`].
+///
+/// ```
+/// use std::future::Future;
+/// use std::pin::Pin;
+/// use tower_wechat::hook::{Completion, CompletionObserver, RunOutcome};
+///
+/// struct Print;
+///
+/// impl CompletionObserver for Print {
+///     fn record(&self, outcome: RunOutcome) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+///         println!("{outcome:?}");
+///         Box::pin(async {})
+///     }
+/// }
+///
+/// let completion = Completion::new(Print);
+/// # let _ = completion;
+/// ```
+#[derive(Clone)]
+pub struct Completion(Arc<dyn CompletionObserver>);
+
+impl Completion {
+    /// Wraps `observer`.
+    pub fn new(observer: impl CompletionObserver) -> Self {
+        Self(Arc::new(observer))
+    }
+
+    /// Reports the end of the run; resolves once it is recorded.
+    pub fn record(&self, outcome: RunOutcome) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.0.record(outcome)
+    }
+}
+
+impl fmt::Debug for Completion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Completion")
+    }
+}
+
+/// In the response extensions: the layer that ran the handler has already reported the run's
+/// end to the request's [`Completion`]; layers outside must not record it again.
+///
+/// ```
+/// let mut response = http::Response::new(());
+/// response.extensions_mut().insert(tower_wechat::hook::Recorded);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Recorded;
+
+/// In the response extensions: the callback was acknowledged before its handler finished;
+/// the run's end is reported to the request's [`Completion`] later, when it ends.
+///
+/// ```
+/// let mut response = http::Response::new(());
+/// response.extensions_mut().insert(tower_wechat::hook::Deferred);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Deferred;
+
+/// Which delivery of a callback the handler is running; put in the request extensions by
+/// [`FastAckLayer`](crate::FastAckLayer) when a journal is configured. Handlers whose side
+/// effects must not repeat can look at it (and at the `MsgId`) to stay idempotent.
+///
+/// ```
+/// use axum::Extension;
+/// use tower_wechat::hook::Delivery;
+/// use tower_wechat::{Message, Reply};
+///
+/// async fn handler(Extension(delivery): Extension<Delivery>, message: Message) -> Reply {
+///     if delivery.recovered {
+///         tracing::info!(attempt = delivery.attempt, "running a recovered callback again");
+///     }
+///     let _ = message;
+///     Reply::success()
+/// }
+/// # let _ = axum::routing::post(handler);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Delivery {
+    /// 1 for the first run, 2 for the first re-run from the journal, and so on.
+    pub attempt: u32,
+    /// Run by the recovery worker from the journal, not as WeChat delivered it.
+    pub recovered: bool,
+}
+
+impl Delivery {
+    /// A delivery (for tests and for layers outside this crate).
+    ///
+    /// ```
+    /// let first = tower_wechat::hook::Delivery::new(1, false);
+    /// assert!(!first.recovered);
+    /// ```
+    pub fn new(attempt: u32, recovered: bool) -> Self {
+        Self { attempt, recovered }
+    }
+}
+
+/// In the request extensions: a callback the recovery worker runs again from the journal.
+/// Only code in this process can put it there; VerifyLayer trusts it (the callback was
+/// verified when it arrived) and FastAck runs it under its existing journal entry.
+#[derive(Clone, Debug)]
+pub struct Recovery {
+    /// The journal entry.
+    pub id: crate::journal::EntryId,
+    /// What was stored, `attempt` counting this delivery.
+    pub entry: crate::journal::JournalEntry,
+    taken: Arc<AtomicBool>,
+}
+
+impl Recovery {
+    /// A recovered callback to run.
+    ///
+    /// ```
+    /// use tower_wechat::hook::Recovery;
+    /// use tower_wechat::journal::{EntryId, JournalEntry};
+    /// # let entry = JournalEntry { path: "/wechat".into(),
+    /// #     query: tower_wechat::message::CallbackQuery { timestamp: 1, nonce: "1".into(),
+    /// #     openid: None, encrypted: false, redelivered: false }, body: bytes::Bytes::new(),
+    /// #     key: None, arrival_unix_ms: 0, attempt: 2, trace_context: None };
+    /// let recovery = Recovery::new(EntryId::new("7"), entry);
+    /// assert!(!recovery.taken());
+    /// ```
+    pub fn new(id: crate::journal::EntryId, entry: crate::journal::JournalEntry) -> Self {
+        Self {
+            id,
+            entry,
+            taken: Arc::default(),
+        }
+    }
+
+    /// Marks the entry as taken in charge by the layer that runs the handler (which then
+    /// finishes or releases it).
+    pub fn take(&self) {
+        self.taken.store(true, Ordering::Release);
+    }
+
+    /// Whether a layer took the entry in charge.
+    pub fn taken(&self) -> bool {
+        self.taken.load(Ordering::Acquire)
     }
 }

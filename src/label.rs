@@ -80,3 +80,18 @@ impl OrderCheck {
         false
     }
 }
+
+/// `text` for a log field: at most 64 bytes of it (cut at a character boundary, `…`
+/// marking the cut), with control characters escaped, so input cannot forge or flood a line.
+pub(crate) fn bounded(text: &str) -> String {
+    const MAX: usize = 64;
+    let mut end = text.len().min(MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = text[..end].escape_debug().collect();
+    if end < text.len() {
+        out.push('…');
+    }
+    out
+}

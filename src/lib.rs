@@ -186,6 +186,7 @@ pub mod crypto;
 #[cfg_attr(docsrs, doc(cfg(feature = "dedup")))]
 pub mod dedup;
 pub mod hook;
+pub mod journal;
 #[cfg(any(feature = "fast-ack", feature = "dedup"))]
 mod label;
 mod macros;

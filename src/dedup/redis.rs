@@ -111,7 +111,9 @@ fn pending_value(lease: LeaseId) -> Vec<u8> {
 fn read_value(value: &[u8]) -> Result<Option<StoredResponse>, StoreError> {
     match value.split_first() {
         Some((&PENDING, _)) => Ok(None),
-        Some((&DONE, response)) => StoredResponse::decode(response).map(Some),
+        Some((&DONE, response)) => StoredResponse::decode(response)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt),
         _ => Err(StoreError::Corrupt),
     }
 }

@@ -23,10 +23,12 @@
 mod error;
 mod fields;
 mod incoming;
+mod query;
 mod reply;
 
 pub use error::ParseError;
 pub use incoming::{Event, Message, MessageKind};
+pub use query::CallbackQuery;
 pub use reply::{Article, Music, News, Reply, ReplyContent, ReplyError};
 
 /// The top-level `<Encrypt>` of a safe-mode body, if it has one.

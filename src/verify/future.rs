@@ -16,12 +16,12 @@ use tower_service::Service;
 
 use crate::message::{Message, ParseError, encrypt_field};
 
-use super::query::CallbackQuery;
 use super::rejection::Rejection;
 use super::state::{PendingSignature, Shared, Verified};
 use crate::BoxError;
 use crate::body::{CollectReply, ResponseBody};
 use crate::hook::{Arrival, CallbackHook};
+use crate::message::CallbackQuery;
 
 /// Response future of [`Verify`](super::Verify).
 #[pin_project]

@@ -27,9 +27,9 @@ mod service;
 mod state;
 
 pub use crate::body::ResponseBody;
+pub use crate::message::CallbackQuery;
 pub use future::ResponseFuture;
 pub use layer::VerifyLayer;
-pub use query::CallbackQuery;
 pub use rejection::Rejection;
 #[cfg(feature = "crypto")]
 pub use safe_mode::SafeMode;

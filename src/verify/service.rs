@@ -10,12 +10,13 @@ use http_body_util::Full;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::query::{CallbackQuery, RawQuery};
+use super::query::RawQuery;
 use super::rejection::Rejection;
 use super::state::{Shared, Verified};
 use crate::BoxError;
 use crate::body::ResponseBody;
 use crate::macros::define_inner_service_accessors;
+use crate::message::CallbackQuery;
 
 /// Middleware that verifies WeChat callbacks; see [`VerifyLayer`](super::VerifyLayer) for
 /// its settings.
