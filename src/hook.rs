@@ -275,7 +275,7 @@ pub enum RunOutcome {
 /// Told when the handler's run for a callback ended; see [`Completion`].
 pub trait CompletionObserver: Send + Sync + 'static {
     /// Records the end of the run; the future resolves once it is recorded.
-    fn record(&self, outcome: RunOutcome) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+    fn record(self: Arc<Self>, outcome: RunOutcome) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// Put in the request extensions by [`DedupLayer`](crate::DedupLayer) for the attempt that
@@ -286,12 +286,13 @@ pub trait CompletionObserver: Send + Sync + 'static {
 /// ```
 /// use std::future::Future;
 /// use std::pin::Pin;
+/// use std::sync::Arc;
 /// use tower_wechat::hook::{Completion, CompletionObserver, RunOutcome};
 ///
 /// struct Print;
 ///
 /// impl CompletionObserver for Print {
-///     fn record(&self, outcome: RunOutcome) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+///     fn record(self: Arc<Self>, outcome: RunOutcome) -> Pin<Box<dyn Future<Output = ()> + Send>> {
 ///         println!("{outcome:?}");
 ///         Box::pin(async {})
 ///     }
@@ -309,9 +310,14 @@ impl Completion {
         Self(Arc::new(observer))
     }
 
+    /// Wraps an observer that is shared already.
+    pub fn from_arc(observer: Arc<dyn CompletionObserver>) -> Self {
+        Self(observer)
+    }
+
     /// Reports the end of the run; resolves once it is recorded.
     pub fn record(&self, outcome: RunOutcome) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        self.0.record(outcome)
+        self.0.clone().record(outcome)
     }
 }
 

@@ -57,6 +57,7 @@ use tower_layer::Layer;
 
 use crate::ack::{FastAck, FastAckHandle, FastAckLayer, ShutdownReport};
 use crate::dedup::{Dedup, DedupHandle, DedupLayer, MemoryStore};
+use crate::journal::{Handoff, JournalHandle};
 use crate::signature::Token;
 use crate::timing::{LatencyStats, Timing, TimingLayer};
 #[cfg(feature = "crypto")]
@@ -213,13 +214,32 @@ impl<St> CallbackLayer<St> {
         self
     }
 
+    /// The durable hand-off: stores each verified callback in `journal` before its handler
+    /// runs, so an acknowledged callback survives a crash; the same as
+    /// `.fast_ack(|fast_ack| fast_ack.journal(journal))`. See [`journal`](crate::journal),
+    /// and start the recovery worker with
+    /// [`JournalHandle::spawn_recovery`](crate::journal::JournalHandle::spawn_recovery).
+    ///
+    /// ```
+    /// use tower_wechat::journal::MemoryJournal;
+    /// use tower_wechat::{CallbackLayer, Token};
+    ///
+    /// let stack = CallbackLayer::new(Token::new("mytoken").unwrap()).journal(MemoryJournal::new());
+    /// assert!(stack.handle().journal().is_some());
+    /// ```
+    pub fn journal(self, journal: impl Into<Handoff>) -> Self {
+        let handoff = journal.into();
+        self.fast_ack(|fast_ack| fast_ack.journal(handoff))
+    }
+
     /// The handles of every part: background work and shutdown, dedup counters, latency
-    /// statistics. Take it after the last builder call.
+    /// statistics, the journal. Take it after the last builder call.
     pub fn handle(&self) -> CallbackHandle {
         CallbackHandle {
             fast_ack: self.fast_ack.handle(),
             dedup: self.dedup.handle(),
             latency: self.timing.stats(),
+            journal: self.fast_ack.journal_handle(),
         }
     }
 }
@@ -279,6 +299,7 @@ pub struct CallbackHandle {
     fast_ack: FastAckHandle,
     dedup: DedupHandle,
     latency: LatencyStats,
+    journal: Option<JournalHandle>,
 }
 
 impl CallbackHandle {
@@ -295,6 +316,11 @@ impl CallbackHandle {
     /// Latency percentiles per message type.
     pub fn latency(&self) -> &LatencyStats {
         &self.latency
+    }
+
+    /// The durable hand-off's counters and recovery worker, when a journal is configured.
+    pub fn journal(&self) -> Option<&JournalHandle> {
+        self.journal.as_ref()
     }
 
     /// Stops taking callbacks and lets running handlers finish, up to `grace`; see

@@ -10,16 +10,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
+use http_body::Body;
 use http_body_util::Full;
-use pin_project::pin_project;
+use pin_project::{pin_project, pinned_drop};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tracing::Instrument;
 
-use super::state::State;
+use super::settle::{Settle, panicked};
+use super::state::{Mode, State};
 use super::task::{self, Failure, Finished, Work};
+use crate::BoxError;
 use crate::body::{ResponseBody, plain_text};
-use crate::hook::CallbackHook;
+use crate::hook::{CallbackHook, Deferred};
+use crate::journal::{BoxFuture, EntryId, JournalError, Shared as Journal};
 use crate::label::Label;
 
 /// Response future of [`FastAck`](super::FastAck): the handler's response if it arrives
@@ -27,28 +31,67 @@ use crate::label::Label;
 ///
 /// The handler is polled here first: one that answers at once (most do) costs no task. One
 /// that is not ready moves to a tracked tokio task, and this future waits for it up to the
-/// deadline.
-#[pin_project]
+/// deadline. With a journal, the callback is appended first, and the handler runs only once
+/// it is stored.
+#[pin_project(PinnedDrop)]
 pub struct ResponseFuture<F, B, E> {
     #[pin]
     kind: Kind<F, B, E>,
 }
 
+/// The report of a handler's end, run here (or in a task if this future is dropped), and
+/// where it leaves the response to send.
+struct Settling<B, E> {
+    run: Option<BoxFuture<'static, ()>>,
+    response: oneshot::Receiver<Result<Response<ResponseBody<B>>, E>>,
+}
+
+impl<B, E> Settling<B, E> {
+    fn new(
+        report: impl Future<Output = Result<Response<ResponseBody<B>>, E>> + Send + 'static,
+    ) -> Self
+    where
+        B: Send + 'static,
+        E: Send + 'static,
+    {
+        let (sender, response) = oneshot::channel();
+        let run = Box::pin(async move {
+            let _ = sender.send(report.await);
+        });
+        Self {
+            run: Some(run),
+            response,
+        }
+    }
+}
+
 #[pin_project(project = KindProj)]
 enum Kind<F, B, E> {
     Answered(Option<Response<Full<Bytes>>>),
+    /// Storing the callback in the journal before running the handler.
+    Appending {
+        append: BoxFuture<'static, Result<EntryId, JournalError>>,
+        journal: Arc<Journal>,
+        work: Option<Work<F>>,
+        deadline: Duration,
+    },
     Starting {
         work: Option<Work<F>>,
         deadline: Duration,
     },
     Waiting {
-        receiver: oneshot::Receiver<Finished<B, E>>,
+        receiver: Ending<B, E>,
         /// Boxed: only handlers that are not ready at once need it, and they already cost a
         /// task; the future stays small for the rest.
         deadline: Pin<Box<Sleep>>,
         work: WaitingFor,
     },
+    /// The handler ended before the answer: reporting its end before answering.
+    Settling(Settling<B, E>),
 }
+
+/// Where the task leaves a handler's end, with who must hear of it, for the waiting future.
+type Ending<B, E> = oneshot::Receiver<(Finished<B, E>, Settle)>;
 
 /// What the waiting future needs to report a move to the background.
 struct WaitingFor {
@@ -56,6 +99,9 @@ struct WaitingFor {
     state: Arc<State>,
     hook: Option<CallbackHook>,
     label: Label,
+    /// Whether an outer layer waits to hear of the run's end (the answer is then marked
+    /// [`Deferred`]).
+    deferred: bool,
 }
 
 impl<F, B, E> ResponseFuture<F, B, E> {
@@ -65,9 +111,30 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn starting(work: Work<F>, deadline: Duration) -> Self {
+    /// Runs `work` (polled here first in deadline mode, in the background at once in
+    /// always-ack mode).
+    pub(crate) fn start(work: Work<F>, deadline: Duration) -> Self
+    where
+        F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        E: fmt::Display + Send + 'static,
+    {
         Self {
-            kind: Kind::Starting {
+            kind: start(work, deadline),
+        }
+    }
+
+    pub(crate) fn appending(
+        append: BoxFuture<'static, Result<EntryId, JournalError>>,
+        journal: Arc<Journal>,
+        work: Work<F>,
+        deadline: Duration,
+    ) -> Self {
+        Self {
+            kind: Kind::Appending {
+                append,
+                journal,
                 work: Some(work),
                 deadline,
             },
@@ -78,7 +145,8 @@ impl<F, B, E> ResponseFuture<F, B, E> {
 impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
-    B: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
     E: fmt::Display + Send + 'static,
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
@@ -91,25 +159,49 @@ where
                     let response = response.take().expect("polled after completion");
                     return Poll::Ready(Ok(response.map(ResponseBody::own)));
                 }
+                KindProj::Appending {
+                    append,
+                    journal,
+                    work,
+                    deadline,
+                } => {
+                    let appended = ready!(append.as_mut().poll(cx));
+                    let mut work = work.take().expect("polled after completion");
+                    match appended {
+                        Ok(id) => {
+                            journal.appended(&id);
+                            work.settle.entry = Some((journal.clone(), id));
+                        }
+                        Err(error) if journal.settings.fail_open => {
+                            journal.unjournaled(&work.label, &error);
+                        }
+                        Err(error) => {
+                            journal.refuse(&work.label, &error);
+                            this.kind.set(Kind::Answered(Some(plain_text(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "journal unavailable, retry later",
+                            ))));
+                            continue;
+                        }
+                    }
+                    let deadline = *deadline;
+                    this.kind.set(start(work, deadline));
+                }
                 KindProj::Starting { work, deadline } => {
                     let slot = work.as_mut().expect("polled after completion");
                     if let Poll::Ready((_, finished)) = slot.poll_handler(cx) {
-                        *work = None;
-                        return Poll::Ready(answer(Some(finished)));
+                        let work = work.take().expect("checked above");
+                        if !work.settle.is_active() {
+                            return Poll::Ready(answer(Some(finished)));
+                        }
+                        let settling = Settling::new(work.settle.answered(finished));
+                        this.kind.set(Kind::Settling(settling));
+                        continue;
                     }
                     // Not ready: finish it in a tracked task, in the current span.
                     let work = work.take().expect("checked above");
-                    let acked = Arc::new(AtomicBool::new(false));
-                    let waiting = WaitingFor {
-                        acked: acked.clone(),
-                        state: work.state.clone(),
-                        hook: work.hook.clone(),
-                        label: work.label.clone(),
-                    };
                     let until = work.started + *deadline;
-                    let (sender, receiver) = oneshot::channel();
-                    let task = task::run(work, sender, acked).instrument(tracing::Span::current());
-                    waiting.state.tracker.spawn(task);
+                    let (receiver, waiting) = spawn(work, false);
                     this.kind.set(Kind::Waiting {
                         receiver,
                         deadline: Box::pin(tokio::time::sleep_until(until)),
@@ -121,41 +213,166 @@ where
                     deadline,
                     work,
                 } => {
-                    if let Poll::Ready(finished) = Pin::new(&mut *receiver).poll(cx) {
-                        return Poll::Ready(answer(finished.ok()));
+                    if let Poll::Ready(received) = Pin::new(&mut *receiver).poll(cx) {
+                        match received {
+                            Ok((finished, settle)) if settle.is_active() => {
+                                let settling = Settling::new(settle.answered(finished));
+                                this.kind.set(Kind::Settling(settling));
+                                continue;
+                            }
+                            Ok((finished, _)) => return Poll::Ready(answer(Some(finished))),
+                            Err(_) => return Poll::Ready(answer(None)),
+                        }
                     }
                     ready!(deadline.as_mut().poll(cx));
                     // The handler may have finished just now: close the channel, then look
                     // once more, so its response is either taken here or reported by the task.
                     work.acked.store(true, Ordering::Release);
                     receiver.close();
-                    if let Ok(finished) = receiver.try_recv() {
+                    if let Ok((finished, settle)) = receiver.try_recv() {
+                        if settle.is_active() {
+                            let settling = Settling::new(settle.answered(finished));
+                            this.kind.set(Kind::Settling(settling));
+                            continue;
+                        }
                         return Poll::Ready(answer(Some(finished)));
                     }
                     task::moved_to_background(&work.state, work.hook.as_ref(), &work.label, true);
-                    let success = Response::<Full<Bytes>>::from(crate::Reply::success());
-                    return Poll::Ready(Ok(success.map(ResponseBody::own)));
+                    return Poll::Ready(Ok(acknowledged(work.deferred).map(ResponseBody::own)));
+                }
+                KindProj::Settling(settling) => {
+                    let run = settling.run.as_mut().expect("polled after completion");
+                    ready!(run.as_mut().poll(cx));
+                    settling.run = None;
+                    return Poll::Ready(match settling.response.try_recv() {
+                        Ok(response) => response,
+                        Err(_) => answer(None),
+                    });
                 }
             }
         }
     }
 }
 
-/// The response for a handler that finished before the deadline.
+/// After the append (or without a journal): polls the handler in deadline mode, or hands it
+/// to the background at once in always-ack mode.
+fn start<F, B, E>(work: Work<F>, deadline: Duration) -> Kind<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: fmt::Display + Send + 'static,
+{
+    match work.state.settings.mode {
+        Mode::Deadline(_) => Kind::Starting {
+            work: Some(work),
+            deadline,
+        },
+        Mode::AlwaysAck => {
+            let (_, waiting) = spawn(work, true);
+            task::moved_to_background(&waiting.state, waiting.hook.as_ref(), &waiting.label, false);
+            Kind::Answered(Some(acknowledged(waiting.deferred)))
+        }
+    }
+}
+
+/// Moves `work` to a tracked task in the current span; `acked` if the callback is answered
+/// `success` already.
+fn spawn<F, B, E>(
+    work: Work<F>,
+    acked: bool,
+) -> (Ending<B, E>, WaitingFor)
+where
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: fmt::Display + Send + 'static,
+{
+    let acked = Arc::new(AtomicBool::new(acked));
+    let waiting = WaitingFor {
+        acked: acked.clone(),
+        state: work.state.clone(),
+        hook: work.hook.clone(),
+        label: work.label.clone(),
+        deferred: work.settle.completion.is_some(),
+    };
+    let (sender, receiver) = oneshot::channel();
+    let task = task::run(work, sender, acked).instrument(tracing::Span::current());
+    waiting.state.tracker.spawn(task);
+    (receiver, waiting)
+}
+
+/// `success`, marked [`Deferred`] when an outer layer waits to hear of the run's end.
+fn acknowledged(deferred: bool) -> Response<Full<Bytes>> {
+    let mut success = task::success();
+    if deferred {
+        success.extensions_mut().insert(Deferred);
+    }
+    success
+}
+
+/// The response for a handler that finished before the deadline, when nobody needs to hear
+/// of it.
 fn answer<B, E>(finished: Option<Finished<B, E>>) -> Result<Response<ResponseBody<B>>, E> {
     match finished {
         Some(Ok(response)) => Ok(response.map(ResponseBody::service)),
         Some(Err(Failure::Error(error))) => Err(error),
-        Some(Err(Failure::Panicked)) => Ok(plain_text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the handler panicked",
-        )
-        .map(ResponseBody::own)),
+        Some(Err(Failure::Panicked)) => Ok(panicked().map(ResponseBody::own)),
         // The task ended without a word: the runtime is shutting down.
         None => Ok(plain_text(
             StatusCode::SERVICE_UNAVAILABLE,
             "the handler was cancelled, retry later",
         )
         .map(ResponseBody::own)),
+    }
+}
+
+#[pinned_drop]
+impl<F, B, E> PinnedDrop for ResponseFuture<F, B, E> {
+    /// Dropped before the end (the client went away): what was stored in the journal or
+    /// promised to the dedup layer is settled in a task, so nothing is left running here
+    /// forever.
+    fn drop(self: Pin<&mut Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        match self.project().kind.project() {
+            KindProj::Appending {
+                append,
+                journal,
+                work,
+                ..
+            } => {
+                let append = std::mem::replace(append, Box::pin(std::future::pending()));
+                let journal = journal.clone();
+                let settle = work.take().map(|work| work.settle).unwrap_or_default();
+                runtime.spawn(async move {
+                    if let Ok(id) = append.await {
+                        journal.appended(&id);
+                        Settle {
+                            entry: Some((journal, id)),
+                            ..settle
+                        }
+                        .abandoned()
+                        .await;
+                    } else {
+                        settle.abandoned().await;
+                    }
+                });
+            }
+            KindProj::Starting { work, .. } => {
+                if let Some(work) = work.take()
+                    && work.settle.is_active()
+                {
+                    runtime.spawn(work.settle.abandoned());
+                }
+            }
+            KindProj::Settling(settling) => {
+                if let Some(run) = settling.run.take() {
+                    runtime.spawn(run);
+                }
+            }
+            KindProj::Answered(_) | KindProj::Waiting { .. } => {}
+        }
     }
 }

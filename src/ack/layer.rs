@@ -8,6 +8,7 @@ use tower_layer::Layer;
 use super::handle::FastAckHandle;
 use super::service::FastAck;
 use super::state::{Mode, Settings, State};
+use crate::journal::{Handoff, JournalHandle};
 
 /// Answers each callback within a deadline and finishes slow handlers in the background;
 /// see the [module docs](super) for the behaviour and an example.
@@ -64,13 +65,37 @@ impl FastAckLayer {
         self.with(|settings| settings.max_in_flight = max)
     }
 
+    /// Stores each callback in `journal` before running its handler, and takes it out only
+    /// when a handler has finished it: see [`journal`](crate::journal). Give a
+    /// [`Handoff`] to change its settings; a plain [`Journal`](crate::journal::Journal)
+    /// gets the defaults (fail closed: `503` when the journal cannot be reached).
+    ///
+    /// ```
+    /// use tower_wechat::FastAckLayer;
+    /// use tower_wechat::journal::{Handoff, MemoryJournal};
+    ///
+    /// let handoff = Handoff::new(MemoryJournal::new()).max_deliveries(3);
+    /// let journal = handoff.handle();
+    /// let layer = FastAckLayer::new().journal(handoff);
+    /// # let _ = (layer, journal);
+    /// ```
+    pub fn journal(self, journal: impl Into<Handoff>) -> Self {
+        let handoff = journal.into();
+        self.with(|settings| settings.handoff = Some(handoff))
+    }
+
+    /// The hand-off's handle, when a journal is configured.
+    pub fn journal_handle(&self) -> Option<JournalHandle> {
+        self.state.settings.handoff.as_ref().map(Handoff::handle)
+    }
+
     /// The handle for counters and graceful shutdown of this layer's background work.
     pub fn handle(&self) -> FastAckHandle {
         FastAckHandle::new(self.state.clone())
     }
 
     fn with(self, change: impl FnOnce(&mut Settings)) -> Self {
-        let mut settings = self.state.settings;
+        let mut settings = self.state.settings.clone();
         change(&mut settings);
         Self::from_settings(settings)
     }

@@ -64,6 +64,7 @@ mod future;
 mod handle;
 mod layer;
 mod service;
+mod settle;
 mod state;
 mod task;
 

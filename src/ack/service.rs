@@ -4,19 +4,25 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use http_body::Body;
 use tokio::time::Instant;
 use tower_service::Service;
-use tracing::Instrument;
 
 use super::future::ResponseFuture;
+use super::settle::Settle;
 use super::state::{Mode, State};
-use super::task::{self, Work};
+use super::task::Work;
+use crate::BoxError;
 use crate::body::{ResponseBody, plain_text};
-use crate::hook::{Arrival, CallbackHook};
+use crate::hook::{Arrival, CallbackHook, Completion, DedupKey, Delivery, Recovery, VerifiedBody};
+use crate::journal::{BoxFuture, EntryId, JournalEntry, JournalError, Shared as Journal};
 use crate::label::Label;
 use crate::macros::define_inner_service_accessors;
+use crate::message::CallbackQuery;
 
 /// Middleware that answers callbacks within a deadline; see
 /// [`FastAckLayer`](super::FastAckLayer).
@@ -35,7 +41,8 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     S::Future: Send + 'static,
     S::Error: fmt::Display + Send + 'static,
-    ResBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
@@ -45,7 +52,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let state = &self.state;
         state.order.has_message(&request);
         let label = Label::of(&request);
@@ -74,6 +81,35 @@ where
         let hook = request.extensions().get::<CallbackHook>().cloned();
         // The deadline counts from the callback's arrival, not from here.
         let spent = Arrival::elapsed_for(&request);
+        let deadline = match state.settings.mode {
+            Mode::Deadline(deadline) => deadline.saturating_sub(spent),
+            Mode::AlwaysAck => Duration::ZERO,
+        };
+        let mut settle = Settle {
+            completion: request.extensions().get::<Completion>().cloned(),
+            entry: None,
+        };
+        let append = match &state.settings.handoff {
+            None => None,
+            Some(handoff) => {
+                let journal = &handoff.shared;
+                match request.extensions().get::<Recovery>().cloned() {
+                    // Run again from the journal: under its existing entry.
+                    Some(recovery) => {
+                        recovery.take();
+                        journal.running(&recovery.id);
+                        let delivery = Delivery::new(recovery.entry.attempt, true);
+                        request.extensions_mut().insert(delivery);
+                        settle.entry = Some((journal.clone(), recovery.id));
+                        None
+                    }
+                    None => {
+                        request.extensions_mut().insert(Delivery::new(1, false));
+                        Some((journal.clone(), append(journal, &request, deadline)))
+                    }
+                }
+            }
+        };
 
         // The clone is ready only if `poll_ready` said so of the original: swap them.
         let clone = self.inner.clone();
@@ -85,19 +121,54 @@ where
             hook,
             label,
             started: Instant::now(),
+            settle,
         };
-        match state.settings.mode {
-            Mode::Deadline(deadline) => {
-                ResponseFuture::starting(work, deadline.saturating_sub(spent))
-            }
-            Mode::AlwaysAck => {
-                task::moved_to_background(state, work.hook.as_ref(), &work.label, false);
-                let (sender, _) = tokio::sync::oneshot::channel();
-                let acked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-                let task = task::run(work, sender, acked).instrument(tracing::Span::current());
-                state.tracker.spawn(task);
-                ResponseFuture::answered(crate::Reply::success().into())
-            }
+        match append {
+            Some((journal, append)) => ResponseFuture::appending(append, journal, work, deadline),
+            None => ResponseFuture::start(work, deadline),
         }
     }
+}
+
+/// Stores the callback in the journal, within what is left of its deadline (and the
+/// hand-off's operation timeout).
+fn append<B>(
+    journal: &Arc<Journal>,
+    request: &Request<B>,
+    deadline: Duration,
+) -> BoxFuture<'static, Result<EntryId, JournalError>> {
+    let Some(entry) = entry_of(request) else {
+        return Box::pin(std::future::ready(Err(JournalError::Unavailable(
+            "no verified body to store: put VerifyLayer outside FastAckLayer".to_owned(),
+        ))));
+    };
+    let limit = match deadline {
+        Duration::ZERO => journal.settings.operation_timeout,
+        left => left.min(journal.settings.operation_timeout),
+    };
+    let journal = journal.clone();
+    Box::pin(async move {
+        journal
+            .timed_within(limit, journal.journal.append(&entry))
+            .await
+    })
+}
+
+/// What the journal keeps of a verified callback.
+fn entry_of<B>(request: &Request<B>) -> Option<JournalEntry> {
+    let extensions = request.extensions();
+    let body = extensions.get::<VerifiedBody>()?.0.clone();
+    let query = extensions.get::<CallbackQuery>()?.clone();
+    let arrived = SystemTime::now() - Arrival::elapsed_for(request);
+    Some(JournalEntry {
+        path: request.uri().path().to_owned(),
+        query,
+        body,
+        key: extensions.get::<DedupKey>().map(|key| key.0.to_string()),
+        arrival_unix_ms: arrived
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64),
+        attempt: 1,
+        trace_context: None,
+    })
 }

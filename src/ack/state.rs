@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use crate::hook::BackgroundOutcome;
+use crate::journal::Handoff;
 use crate::label::OrderCheck;
 
 /// Default deadline: a margin under WeChat's 5 s for the network and the outer layers.
@@ -26,10 +27,12 @@ pub(crate) enum Mode {
 }
 
 /// What the builder sets.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Settings {
     pub(crate) mode: Mode,
     pub(crate) max_in_flight: usize,
+    /// The durable hand-off, if a journal is configured.
+    pub(crate) handoff: Option<Handoff>,
 }
 
 impl Default for Settings {
@@ -37,6 +40,7 @@ impl Default for Settings {
         Self {
             mode: Mode::Deadline(DEFAULT_DEADLINE),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            handoff: None,
         }
     }
 }

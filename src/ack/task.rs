@@ -13,7 +13,10 @@ use http::Response;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
+use super::settle::Settle;
 use super::state::State;
+use crate::BoxError;
+use crate::body::StoredResponse;
 use crate::hook::{BackgroundOutcome, CallbackHook};
 use crate::label::Label;
 
@@ -34,6 +37,8 @@ pub(crate) struct Work<F> {
     pub(crate) hook: Option<CallbackHook>,
     pub(crate) label: Label,
     pub(crate) started: Instant,
+    /// Who must hear of the run's end (dedup layer, journal).
+    pub(crate) settle: Settle,
 }
 
 impl<F, B, E> Work<F>
@@ -76,10 +81,12 @@ where
 /// if it did not, the caller went away (the client hung up) before any answer.
 pub(crate) async fn run<F, B, E>(
     mut work: Work<F>,
-    sender: oneshot::Sender<Finished<B, E>>,
+    sender: oneshot::Sender<(Finished<B, E>, Settle)>,
     acked: Arc<AtomicBool>,
 ) where
     F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: Into<BoxError>,
     E: fmt::Display,
 {
     let (outcome, finished) = std::future::poll_fn(|cx| work.poll_handler(cx)).await;
@@ -89,12 +96,13 @@ pub(crate) async fn run<F, B, E>(
         label,
         started,
         state,
+        settle,
         ..
     } = work;
     drop(permit);
     let elapsed = started.elapsed();
-    let Err(finished) = sender.send(finished) else {
-        return; // answered in time
+    let Err((finished, settle)) = sender.send((finished, settle)) else {
+        return; // answered in time: the response future settles the run
     };
     let elapsed_ms = elapsed.as_millis() as u64;
     if !acked.load(Ordering::Acquire) {
@@ -132,9 +140,30 @@ pub(crate) async fn run<F, B, E>(
         ),
         Err(Failure::Panicked) => {}
     }
+    if acked.load(Ordering::Relaxed) {
+        settle.in_background(outcome, &acknowledgement()).await;
+    } else {
+        // Nothing was answered: what the handler returned is the run's answer.
+        let _ = settle.answered(finished).await;
+    }
     if let Some(hook) = hook {
         hook.background_finished(outcome, elapsed);
     }
+}
+
+/// What WeChat got for a callback acknowledged before its handler finished: `success`.
+pub(crate) fn acknowledgement() -> StoredResponse {
+    let response = success();
+    StoredResponse {
+        status: response.status(),
+        content_type: response.headers().get(http::header::CONTENT_TYPE).cloned(),
+        body: bytes::Bytes::from_static(b"success"),
+    }
+}
+
+/// The `success` acknowledgement.
+pub(crate) fn success() -> Response<http_body_util::Full<bytes::Bytes>> {
+    crate::Reply::success().into()
 }
 
 /// Records that a callback was acknowledged before its handler finished.

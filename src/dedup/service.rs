@@ -17,6 +17,7 @@ use super::future::ResponseFuture;
 use super::state::{Counters, State};
 use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waited};
 use crate::body::{CollectReply, plain_text};
+use crate::hook::{Completion, CompletionObserver, DedupKey, Deferred, Recorded, RunOutcome};
 use crate::label::Label;
 use crate::macros::define_inner_service_accessors;
 use crate::{BoxError, Message};
@@ -105,7 +106,7 @@ impl<St: DedupStore> Attempt<St> {
     async fn run<S, ReqBody, ResBody>(
         self,
         inner: S,
-        request: Request<ReqBody>,
+        mut request: Request<ReqBody>,
         key: Option<String>,
     ) -> Result<Response<Full<Bytes>>, S::Error>
     where
@@ -121,39 +122,36 @@ impl<St: DedupStore> Attempt<St> {
             Decision::Answer(response) => return Ok(response),
             Decision::Run(lease) => lease,
         };
-        let result = forward(inner, request).await;
         let Some(lease) = lease else {
-            return result.map(|(response, _)| response);
+            // The store failed and the layer fails open: no dedup for this one.
+            return forward(inner, request).await.map(|(response, _)| response);
         };
-        match &result {
+        let recorder = Arc::new(Recorder {
+            attempt: self,
+            key,
+            lease,
+        });
+        let extensions = request.extensions_mut();
+        extensions.insert(DedupKey(Arc::from(recorder.key.as_str())));
+        extensions.insert(Completion::from_arc(recorder.clone()));
+        let result = forward(inner, request).await;
+        let outcome = match &result {
+            // The layer that ran the handler reported (or will report) its end itself.
+            Ok((response, _))
+                if response.extensions().get::<Recorded>().is_some()
+                    || response.extensions().get::<Deferred>().is_some() =>
+            {
+                None
+            }
             Ok((response, Some(stored))) if !response.status().is_server_error() => {
-                Counters::bump(&self.state.counters.processed);
-                match self
-                    .timed(
-                        self.store
-                            .complete(&key, lease, stored, self.state.settings.ttl),
-                    )
-                    .await
-                {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(
-                        msg = %self.label,
-                        "dedup claim expired before the response was stored; raise the lease"
-                    ),
-                    Err(error) => self.store_failed(&error, "storing the response"),
-                }
+                Some(RunOutcome::Completed {
+                    answered: stored.clone(),
+                })
             }
-            _ => {
-                Counters::bump(&self.state.counters.released);
-                tracing::warn!(
-                    msg = %self.label,
-                    "the first attempt failed; releasing its dedup key so a retry runs again"
-                );
-                if let Err(error) = self.timed(self.store.release(&key, lease)).await {
-                    // The claim expires after its lease.
-                    self.store_failed(&error, "releasing the key");
-                }
-            }
+            _ => Some(RunOutcome::Failed),
+        };
+        if let Some(outcome) = outcome {
+            recorder.record_outcome(outcome).await;
         }
         result.map(|(response, _)| response)
     }
@@ -281,4 +279,66 @@ where
         body: body.clone(),
     };
     Ok((Response::from_parts(parts, Full::new(body)), Some(stored)))
+}
+
+/// The attempt that claimed a callback, told how the handler's run ended — by this layer
+/// when the inner service answered with the run's end, or through the request's
+/// [`Completion`] by the layer that ran the handler (FastAck, when the handler went on in
+/// the background, long after the answer).
+struct Recorder<St> {
+    attempt: Attempt<St>,
+    key: String,
+    lease: LeaseId,
+}
+
+impl<St: DedupStore> Recorder<St> {
+    /// Stores the answer for repeats (the handler finished), or frees the key (it failed).
+    async fn record_outcome(&self, outcome: RunOutcome) {
+        let attempt = &self.attempt;
+        let counters = &attempt.state.counters;
+        match outcome {
+            RunOutcome::Completed { answered } => {
+                Counters::bump(&counters.processed);
+                let ttl = attempt.state.settings.ttl;
+                let stored = attempt
+                    .timed(
+                        attempt
+                            .store
+                            .complete(&self.key, self.lease, &answered, ttl),
+                    )
+                    .await;
+                match stored {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        msg = %attempt.label,
+                        "dedup claim expired before the response was stored; raise the lease"
+                    ),
+                    Err(error) => attempt.store_failed(&error, "storing the response"),
+                }
+            }
+            _ => {
+                Counters::bump(&counters.released);
+                tracing::warn!(
+                    msg = %attempt.label,
+                    "the attempt failed; releasing its dedup key so a retry runs again"
+                );
+                if let Err(error) = attempt
+                    .timed(attempt.store.release(&self.key, self.lease))
+                    .await
+                {
+                    // The claim expires after its lease.
+                    attempt.store_failed(&error, "releasing the key");
+                }
+            }
+        }
+    }
+}
+
+impl<St: DedupStore> CompletionObserver for Recorder<St> {
+    fn record(
+        self: Arc<Self>,
+        outcome: RunOutcome,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move { self.record_outcome(outcome).await })
+    }
 }

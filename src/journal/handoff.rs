@@ -217,6 +217,26 @@ impl Shared {
 }
 
 impl Shared {
+    /// An append succeeded: counted, and the entry runs here now.
+    pub(crate) fn appended(self: &Arc<Self>, id: &EntryId) {
+        Counters::bump(&self.counters.appended);
+        self.running(id);
+    }
+
+    /// The append failed and the hand-off fails open: the handler runs without an entry.
+    pub(crate) fn unjournaled(&self, label: &crate::label::Label, error: &super::JournalError) {
+        Counters::bump(&self.counters.unjournaled);
+        Counters::bump(&self.counters.errors);
+        tracing::error!(msg = %label, %error, "journal: append failed; running the handler without an entry (fail open): a crash now would lose it");
+    }
+
+    /// The append failed and the hand-off fails closed: `503`, the handler does not run.
+    pub(crate) fn refuse(&self, label: &crate::label::Label, error: &super::JournalError) {
+        Counters::bump(&self.counters.refused);
+        Counters::bump(&self.counters.errors);
+        tracing::error!(msg = %label, %error, "journal: append failed; answering 503 so WeChat delivers the callback again");
+    }
+
     /// The handler finished entry `id`: it leaves the journal. A failure is logged and
     /// counted; the entry is then run again after the lease (at least once).
     pub(crate) async fn finish(&self, id: &EntryId) {

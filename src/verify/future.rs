@@ -20,7 +20,7 @@ use super::rejection::Rejection;
 use super::state::{PendingSignature, Shared, Verified};
 use crate::BoxError;
 use crate::body::{CollectReply, ResponseBody};
-use crate::hook::{Arrival, CallbackHook};
+use crate::hook::{Arrival, CallbackHook, Recovery, VerifiedBody};
 use crate::message::CallbackQuery;
 
 /// Response future of [`Verify`](super::Verify).
@@ -100,6 +100,30 @@ where
     pub(crate) fn answered(response: Response<Full<Bytes>>) -> Self {
         Self {
             state: State::Answered(Some(response)),
+        }
+    }
+
+    /// A callback the journal's recovery worker runs again: it was verified when it arrived,
+    /// so it is taken as it was stored — the message parsed again from the stored body, the
+    /// stored query facts — and its answer goes to the worker, not to WeChat (no sealing).
+    pub(crate) fn recovered(mut inner: S, mut request: Request<B>, recovery: Recovery) -> Self {
+        let entry = &recovery.entry;
+        let message = match Message::parse(&entry.body) {
+            Ok(message) => message,
+            Err(error) => return Self::rejected(Rejection::MalformedXml(error), &request),
+        };
+        if let Some(hook) = request.extensions().get::<CallbackHook>() {
+            hook.message_parsed(&message);
+        }
+        let body = entry.body.clone();
+        let extensions = request.extensions_mut();
+        extensions.insert(entry.query.clone());
+        extensions.insert(message);
+        extensions.insert(VerifiedBody(body.clone()));
+        let (parts, _) = request.into_parts();
+        let future = inner.call(Request::from_parts(parts, Full::new(body)));
+        Self {
+            state: State::Calling { future, seal: None },
         }
     }
 
@@ -267,6 +291,7 @@ where
                 }
                 parts.extensions.insert(query);
                 parts.extensions.insert(message);
+                parts.extensions.insert(VerifiedBody(plaintext.clone()));
                 let request = Request::from_parts(parts, Full::new(plaintext));
                 Ok((inner.call(request), seal))
             }

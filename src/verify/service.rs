@@ -15,6 +15,7 @@ use super::rejection::Rejection;
 use super::state::{Shared, Verified};
 use crate::BoxError;
 use crate::body::ResponseBody;
+use crate::hook::Recovery;
 use crate::macros::define_inner_service_accessors;
 use crate::message::CallbackQuery;
 
@@ -57,6 +58,13 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // Run again from the journal: verified when it arrived (only this process can put a
+        // `Recovery` in the extensions).
+        if let Some(recovery) = request.extensions().get::<Recovery>().cloned() {
+            let inner = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, inner);
+            return ResponseFuture::recovered(inner, request, recovery);
+        }
         let checked = match *request.method() {
             Method::GET => {
                 return match self.handshake(&request) {
