@@ -323,3 +323,33 @@ async fn a_recovered_entry_that_dedup_knows_finished_is_a_duplicate_not_a_second
     assert_eq!(journal.pending().await.unwrap(), 0);
     recovery.stop().await;
 }
+
+#[tokio::test]
+async fn a_recovered_run_is_logged_with_its_attempt() {
+    let log = common::log::Log::default();
+    let _guard = log.install("info");
+    let runs = Runs::default();
+    let handoff = quick(MemoryJournal::new());
+    let journal = handoff.handle();
+    let app = app(
+        stack(handoff),
+        runs.clone(),
+        Behaviour::Slow {
+            ms: 250,
+            succeed_from: 2,
+        },
+    );
+    let recovery = journal.spawn_recovery(app.clone());
+    let wechat = WeChat::new(serve(app).await, TOKEN);
+    wechat.deliver(&text_message("logged", 508)).await;
+    eventually(Duration::from_secs(5), || journal.stats().finished == 1).await;
+    recovery.stop().await;
+    let lines = log.lines();
+    let recovered: Vec<_> = lines
+        .iter()
+        .filter(|line| line.contains("callback answered") && line.contains("recovered=true"))
+        .collect();
+    assert_eq!(recovered.len(), 1, "{lines:#?}");
+    assert!(recovered[0].contains("attempt=2"), "{}", recovered[0]);
+    assert!(recovered[0].contains("msg_id=508"), "{}", recovered[0]);
+}

@@ -278,10 +278,7 @@ where
 
 /// Moves `work` to a tracked task in the current span; `acked` if the callback is answered
 /// `success` already.
-fn spawn<F, B, E>(
-    work: Work<F>,
-    acked: bool,
-) -> (Ending<B, E>, WaitingFor)
+fn spawn<F, B, E>(work: Work<F>, acked: bool) -> (Ending<B, E>, WaitingFor)
 where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,

@@ -89,10 +89,21 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
+    /// Counts one `event` (also as `wechat_journal_events_total{event}` with the `metrics`
+    /// feature).
+    pub(crate) fn bump(counter: &AtomicU64, event: &'static str) {
         counter.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        metrics::counter!(JOURNAL_EVENTS_TOTAL, "event" => event).increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = event;
     }
 }
+
+/// Counter (feature `metrics`): the durable hand-off's events, by `event`: `appended`,
+/// `finished`, `released`, `recovered`, `duplicate`, `dead_lettered`, `error`,
+/// `unjournaled`, `refused` — the same as [`JournalStats`](super::JournalStats).
+pub const JOURNAL_EVENTS_TOTAL: &str = "wechat_journal_events_total";
 
 impl Handoff {
     /// `journal` with the default settings.
@@ -219,21 +230,21 @@ impl Shared {
 impl Shared {
     /// An append succeeded: counted, and the entry runs here now.
     pub(crate) fn appended(self: &Arc<Self>, id: &EntryId) {
-        Counters::bump(&self.counters.appended);
+        Counters::bump(&self.counters.appended, "appended");
         self.running(id);
     }
 
     /// The append failed and the hand-off fails open: the handler runs without an entry.
     pub(crate) fn unjournaled(&self, label: &crate::label::Label, error: &super::JournalError) {
-        Counters::bump(&self.counters.unjournaled);
-        Counters::bump(&self.counters.errors);
+        Counters::bump(&self.counters.unjournaled, "unjournaled");
+        Counters::bump(&self.counters.errors, "error");
         tracing::error!(msg = %label, %error, "journal: append failed; running the handler without an entry (fail open): a crash now would lose it");
     }
 
     /// The append failed and the hand-off fails closed: `503`, the handler does not run.
     pub(crate) fn refuse(&self, label: &crate::label::Label, error: &super::JournalError) {
-        Counters::bump(&self.counters.refused);
-        Counters::bump(&self.counters.errors);
+        Counters::bump(&self.counters.refused, "refused");
+        Counters::bump(&self.counters.errors, "error");
         tracing::error!(msg = %label, %error, "journal: append failed; answering 503 so WeChat delivers the callback again");
     }
 
@@ -242,9 +253,9 @@ impl Shared {
     pub(crate) async fn finish(&self, id: &EntryId) {
         self.stopped(id);
         match self.timed(self.journal.finish(id)).await {
-            Ok(()) => Counters::bump(&self.counters.finished),
+            Ok(()) => Counters::bump(&self.counters.finished, "finished"),
             Err(error) => {
-                Counters::bump(&self.counters.errors);
+                Counters::bump(&self.counters.errors, "error");
                 tracing::error!(entry = %id, %error, "journal: could not mark an entry done; it will run again after the lease");
             }
         }
@@ -253,9 +264,9 @@ impl Shared {
     /// The handler's run of `id` ended without finishing it: retried after the lease.
     pub(crate) async fn release(&self, id: &EntryId) {
         self.stopped(id);
-        Counters::bump(&self.counters.released);
+        Counters::bump(&self.counters.released, "released");
         if let Err(error) = self.timed(self.journal.release(id)).await {
-            Counters::bump(&self.counters.errors);
+            Counters::bump(&self.counters.errors, "error");
             tracing::error!(entry = %id, %error, "journal: could not release an entry; it is retried after the lease");
         }
     }

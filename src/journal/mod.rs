@@ -33,9 +33,9 @@ pub use entry::{EntryId, JournalEntry};
 #[cfg(feature = "fast-ack")]
 pub use handle::{JournalHandle, JournalStats};
 #[cfg(feature = "fast-ack")]
-pub use handoff::Handoff;
-#[cfg(feature = "fast-ack")]
 pub(crate) use handoff::Shared;
+#[cfg(feature = "fast-ack")]
+pub use handoff::{Handoff, JOURNAL_EVENTS_TOTAL};
 #[cfg(feature = "fast-ack")]
 pub use memory::MemoryJournal;
 pub use store::{BoxFuture, Journal, JournalError, Reclaimed};

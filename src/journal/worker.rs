@@ -89,7 +89,7 @@ pub(crate) fn spawn_keep_alive(shared: Arc<Shared>) {
             match shared.timed(shared.journal.keep_alive(&ids)).await {
                 Ok(()) => failing = false,
                 Err(error) => {
-                    Counters::bump(&shared.counters.errors);
+                    Counters::bump(&shared.counters.errors, "error");
                     if !failing {
                         tracing::error!(%error, running = ids.len(), "journal: could not keep running entries alive; another replica may run them again after the lease");
                     }
@@ -142,7 +142,7 @@ where
                         }
                     }
                     Err(error) => {
-                        Counters::bump(&shared.counters.errors);
+                        Counters::bump(&shared.counters.errors, "error");
                         if !failing {
                             tracing::error!(%error, "journal: could not look for entries to recover; trying again");
                         }
@@ -172,7 +172,7 @@ async fn give_up(shared: &Shared, reclaimed: &Reclaimed) -> bool {
         .await
     {
         Ok(()) => {
-            Counters::bump(&shared.counters.dead_lettered);
+            Counters::bump(&shared.counters.dead_lettered, "dead_lettered");
             tracing::error!(
                 entry = %reclaimed.id,
                 key = entry.key.as_deref().map(crate::label::bounded),
@@ -181,7 +181,7 @@ async fn give_up(shared: &Shared, reclaimed: &Reclaimed) -> bool {
             );
         }
         Err(error) => {
-            Counters::bump(&shared.counters.errors);
+            Counters::bump(&shared.counters.errors, "error");
             tracing::error!(entry = %reclaimed.id, %error, "journal: could not dead-letter an entry");
         }
     }
@@ -194,7 +194,7 @@ where
     S: Service<Request<Full<Bytes>>, Response = Response<B>>,
     S::Error: fmt::Display,
 {
-    Counters::bump(&shared.counters.recovered);
+    Counters::bump(&shared.counters.recovered, "recovered");
     let Reclaimed { id, entry } = reclaimed;
     let key = entry.key.clone();
     let recovery = Recovery::new(id.clone(), entry);
@@ -234,7 +234,7 @@ where
         Ok(status) if status.is_success() => {
             // The dedup store knew it was processed: the crash came between the handler's
             // effect and the journal's mark.
-            Counters::bump(&shared.counters.duplicates);
+            Counters::bump(&shared.counters.duplicates, "duplicate");
             tracing::info!(entry = %id, "journal: the recovered callback was processed already; reported as a duplicate delivery");
             shared.finish(&id).await;
         }
@@ -265,11 +265,11 @@ async fn dead_letter(shared: &Shared, recovery: &Recovery, reason: &str) {
         .await
     {
         Ok(()) => {
-            Counters::bump(&shared.counters.dead_lettered);
+            Counters::bump(&shared.counters.dead_lettered, "dead_lettered");
             tracing::error!(entry = %recovery.id, reason, "journal: moved a callback to the dead letters");
         }
         Err(error) => {
-            Counters::bump(&shared.counters.errors);
+            Counters::bump(&shared.counters.errors, "error");
             tracing::error!(entry = %recovery.id, %error, "journal: could not dead-letter an entry");
         }
     }

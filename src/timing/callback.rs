@@ -11,7 +11,7 @@ use http::{Request, StatusCode};
 use tracing::Span;
 use tracing::field::Empty;
 
-use crate::hook::{BackgroundOutcome, CallbackHook, CallbackObserver};
+use crate::hook::{BackgroundOutcome, CallbackHook, CallbackObserver, Recovery};
 use crate::message::{Event, Message, MessageKind, mask_openid};
 
 use super::state::{Settings, TARGET};
@@ -48,6 +48,8 @@ struct State {
     settings: Arc<Settings>,
     message: OnceLock<Facts>,
     background: AtomicBool,
+    /// The delivery's attempt, for a callback the journal's recovery worker runs again.
+    recovered: Option<u32>,
 }
 
 /// What is logged about a message: no body text beyond names and keys.
@@ -122,6 +124,10 @@ impl CallbackTiming {
             settings: settings.clone(),
             message: OnceLock::new(),
             background: AtomicBool::new(false),
+            recovered: request
+                .extensions()
+                .get::<Recovery>()
+                .map(|recovery| recovery.entry.attempt),
         }))
     }
 
@@ -205,6 +211,8 @@ impl CallbackTiming {
         let facts = state.message.get();
         let budget_ms = over_budget.then(|| settings.budget.as_millis() as u64);
         let background = state.background.load(Relaxed).then_some(true);
+        let recovered = state.recovered.map(|_| true);
+        let attempt = state.recovered;
         event_at!(
             severity,
             parent: &state.span,
@@ -216,6 +224,8 @@ impl CallbackTiming {
             latency_ms,
             budget_ms,
             background,
+            recovered,
+            attempt,
             "{text}"
         );
         if !state.span.is_disabled() {

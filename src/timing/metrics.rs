@@ -9,6 +9,7 @@
 //! | `wechat_callbacks_over_deadline_total` | counter | `msg_type` | callbacks slower than WeChat's 5 s deadline |
 //! | `wechat_background_started_total` | counter | | handlers FastAck moved to the background |
 //! | `wechat_background_duration_seconds` | histogram | `outcome` | whole run of a handler that finished in the background |
+//! | `wechat_journal_events_total` | counter | `event` | the durable hand-off: `appended`, `finished`, `released`, `recovered`, `duplicate`, `dead_lettered`, `error`, `unjournaled`, `refused` (see [`journal`](crate::journal)) |
 //!
 //! `msg_type` is one of [`MsgType`]'s labels (`text`, `image`, …, `event`, `info`,
 //! `other`, `none`), so its values are bounded. `status` is the HTTP status code
@@ -87,6 +88,11 @@ pub fn describe() {
         BACKGROUND_DURATION_SECONDS,
         Unit::Seconds,
         "Run time of handlers that finished in the background, by outcome"
+    );
+    #[cfg(feature = "fast-ack")]
+    describe_counter!(
+        crate::journal::JOURNAL_EVENTS_TOTAL,
+        "Durable hand-off events (appended, finished, recovered, dead_lettered…), by event"
     );
 }
 

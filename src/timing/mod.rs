@@ -46,7 +46,9 @@
 //!   one line `background work finished` is logged under the callback's span with
 //!   `outcome` and `background_ms` (INFO when completed, WARN when failed or panicked), and
 //!   the duration recorded per outcome. The access line of such a callback has
-//!   `background=true`.
+//!   `background=true`. A callback the journal's recovery worker runs again (see
+//!   [`journal`](crate::journal)) is logged like any other, with `recovered=true` and its
+//!   `attempt`.
 //!
 //! No token, key, signature, query or message content is ever logged; body-derived names
 //! (unknown types, event keys) are cut to 64 characters and logged quoted.
