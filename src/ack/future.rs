@@ -17,9 +17,9 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tracing::Instrument;
 
-use super::settle::{Settle, panicked};
+use super::settle::{Failure, Finished, Settle, panicked};
 use super::state::{Mode, State};
-use super::task::{self, Failure, Finished, Work};
+use super::task::{self, Work};
 use crate::BoxError;
 use crate::body::{ResponseBody, plain_text};
 use crate::hook::{CallbackHook, Deferred};

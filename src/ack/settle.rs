@@ -9,11 +9,19 @@ use http::{Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::Full;
 
-use super::task::{Failure, Finished};
 use crate::BoxError;
 use crate::body::{CollectReply, ResponseBody, StoredResponse, plain_text};
 use crate::hook::{BackgroundOutcome, Completion, Recorded, RunOutcome};
 use crate::journal::{EntryId, Shared as Journal};
+
+/// What the handler ended with, sent to the waiting response future.
+pub(crate) type Finished<B, E> = Result<Response<B>, Failure<E>>;
+
+/// A handler that did not produce a response.
+pub(crate) enum Failure<E> {
+    Error(E),
+    Panicked,
+}
 
 /// Who must hear of the run's end.
 #[derive(Default)]

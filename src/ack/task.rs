@@ -13,21 +13,12 @@ use http::Response;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
-use super::settle::Settle;
+use super::settle::{Failure, Finished, Settle};
 use super::state::State;
 use crate::BoxError;
 use crate::body::StoredResponse;
 use crate::hook::{BackgroundOutcome, CallbackHook};
 use crate::label::Label;
-
-/// What the handler ended with, sent to the waiting response future.
-pub(crate) type Finished<B, E> = Result<Response<B>, Failure<E>>;
-
-/// A handler that did not produce a response.
-pub(crate) enum Failure<E> {
-    Error(E),
-    Panicked,
-}
 
 /// A handler call in progress, with what its end must be reported to.
 pub(crate) struct Work<F> {

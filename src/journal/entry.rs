@@ -5,6 +5,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use super::error::JournalError;
 use crate::message::CallbackQuery;
 
 /// The id a journal gave an entry: a stream id for Redis, a sequence number for the file
@@ -137,10 +138,10 @@ impl JournalEntry {
     }
 
     /// Reads what [`encode`](Self::encode) wrote; any other input is
-    /// [`JournalError::Corrupt`](super::JournalError::Corrupt), never a panic.
-    pub fn decode(bytes: &[u8]) -> Result<Self, super::JournalError> {
+    /// [`JournalError::Corrupt`], never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<Self, JournalError> {
         let mut reader = Reader(bytes);
-        let corrupt = || super::JournalError::Corrupt;
+        let corrupt = || JournalError::Corrupt;
         if reader.take(1).ok_or_else(corrupt)? != [FORMAT_VERSION] {
             return Err(corrupt());
         }

@@ -9,8 +9,8 @@ use http::{Request, Response};
 use http_body_util::Full;
 use tower_service::Service;
 
-use super::handoff::Shared;
-use super::store::JournalError;
+use super::error::JournalError;
+use super::state::Shared;
 use super::worker::{self, RecoveryHandle};
 
 /// Reads a [`Handoff`](super::Handoff)'s counters and runs its recovery worker; cheap to

@@ -1,13 +1,11 @@
 //! [`Handoff`]: a journal and how FastAck and the recovery worker use it.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::entry::EntryId;
 use super::handle::JournalHandle;
+use super::state::{Counters, Settings, Shared};
 use super::store::Journal;
 
 /// A [`Journal`] and how it is used: how long an entry may go without a sign of life before
@@ -38,72 +36,6 @@ use super::store::Journal;
 pub struct Handoff {
     pub(crate) shared: Arc<Shared>,
 }
-
-/// Shared by FastAck's services, the recovery worker and the handle.
-pub(crate) struct Shared {
-    pub(crate) journal: Arc<dyn Journal>,
-    pub(crate) settings: Settings,
-    pub(crate) counters: Counters,
-    /// Entries this process runs now (kept alive in a shared journal).
-    pub(crate) running: Mutex<HashSet<EntryId>>,
-    /// The keep-alive task, started with the first entry.
-    pub(crate) keep_alive: OnceLock<()>,
-}
-
-/// What the builder sets.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Settings {
-    pub(crate) lease: Duration,
-    pub(crate) max_deliveries: u32,
-    pub(crate) fail_open: bool,
-    pub(crate) operation_timeout: Duration,
-    pub(crate) recovery_concurrency: usize,
-    pub(crate) recovery_interval: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(30),
-            max_deliveries: 5,
-            fail_open: false,
-            operation_timeout: Duration::from_secs(2),
-            recovery_concurrency: 16,
-            recovery_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// Monotonic counters; see [`JournalStats`](super::JournalStats).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) appended: AtomicU64,
-    pub(crate) finished: AtomicU64,
-    pub(crate) released: AtomicU64,
-    pub(crate) recovered: AtomicU64,
-    pub(crate) duplicates: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    pub(crate) unjournaled: AtomicU64,
-    pub(crate) refused: AtomicU64,
-}
-
-impl Counters {
-    /// Counts one `event` (also as `wechat_journal_events_total{event}` with the `metrics`
-    /// feature).
-    pub(crate) fn bump(counter: &AtomicU64, event: &'static str) {
-        counter.fetch_add(1, Ordering::Relaxed);
-        #[cfg(feature = "metrics")]
-        metrics::counter!(JOURNAL_EVENTS_TOTAL, "event" => event).increment(1);
-        #[cfg(not(feature = "metrics"))]
-        let _ = event;
-    }
-}
-
-/// Counter (feature `metrics`): the durable hand-off's events, by `event`: `appended`,
-/// `finished`, `released`, `recovered`, `duplicate`, `dead_lettered`, `error`,
-/// `unjournaled`, `refused` — the same as [`JournalStats`](super::JournalStats).
-pub const JOURNAL_EVENTS_TOTAL: &str = "wechat_journal_events_total";
 
 impl Handoff {
     /// `journal` with the default settings.
@@ -204,91 +136,5 @@ impl fmt::Debug for Handoff {
         f.debug_struct("Handoff")
             .field("settings", &self.shared.settings)
             .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// Counts `id` as running here, and starts the keep-alive task with the first one.
-    pub(crate) fn running(self: &Arc<Self>, id: &EntryId) {
-        self.lock_running().insert(id.clone());
-        self.keep_alive
-            .get_or_init(|| super::worker::spawn_keep_alive(self.clone()));
-    }
-
-    /// `id` no longer runs here.
-    pub(crate) fn stopped(&self, id: &EntryId) {
-        self.lock_running().remove(id);
-    }
-
-    pub(crate) fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<EntryId>> {
-        self.running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl Shared {
-    /// An append succeeded: counted, and the entry runs here now.
-    pub(crate) fn appended(self: &Arc<Self>, id: &EntryId) {
-        Counters::bump(&self.counters.appended, "appended");
-        self.running(id);
-    }
-
-    /// The append failed and the hand-off fails open: the handler runs without an entry.
-    pub(crate) fn unjournaled(&self, label: &crate::label::Label, error: &super::JournalError) {
-        Counters::bump(&self.counters.unjournaled, "unjournaled");
-        Counters::bump(&self.counters.errors, "error");
-        tracing::error!(msg = %label, %error, "journal: append failed; running the handler without an entry (fail open): a crash now would lose it");
-    }
-
-    /// The append failed and the hand-off fails closed: `503`, the handler does not run.
-    pub(crate) fn refuse(&self, label: &crate::label::Label, error: &super::JournalError) {
-        Counters::bump(&self.counters.refused, "refused");
-        Counters::bump(&self.counters.errors, "error");
-        tracing::error!(msg = %label, %error, "journal: append failed; answering 503 so WeChat delivers the callback again");
-    }
-
-    /// The handler finished entry `id`: it leaves the journal. A failure is logged and
-    /// counted; the entry is then run again after the lease (at least once).
-    pub(crate) async fn finish(&self, id: &EntryId) {
-        self.stopped(id);
-        match self.timed(self.journal.finish(id)).await {
-            Ok(()) => Counters::bump(&self.counters.finished, "finished"),
-            Err(error) => {
-                Counters::bump(&self.counters.errors, "error");
-                tracing::error!(entry = %id, %error, "journal: could not mark an entry done; it will run again after the lease");
-            }
-        }
-    }
-
-    /// The handler's run of `id` ended without finishing it: retried after the lease.
-    pub(crate) async fn release(&self, id: &EntryId) {
-        self.stopped(id);
-        Counters::bump(&self.counters.released, "released");
-        if let Err(error) = self.timed(self.journal.release(id)).await {
-            Counters::bump(&self.counters.errors, "error");
-            tracing::error!(entry = %id, %error, "journal: could not release an entry; it is retried after the lease");
-        }
-    }
-
-    /// `operation`, failed with [`JournalError::Timeout`](super::JournalError::Timeout) after
-    /// the operation timeout.
-    pub(crate) async fn timed<T>(
-        &self,
-        operation: impl std::future::Future<Output = Result<T, super::JournalError>>,
-    ) -> Result<T, super::JournalError> {
-        self.timed_within(self.settings.operation_timeout, operation)
-            .await
-    }
-
-    /// `operation`, failed with a timeout after `limit`.
-    pub(crate) async fn timed_within<T>(
-        &self,
-        limit: Duration,
-        operation: impl std::future::Future<Output = Result<T, super::JournalError>>,
-    ) -> Result<T, super::JournalError> {
-        tokio::time::timeout(limit, operation)
-            .await
-            .unwrap_or(Err(super::JournalError::Timeout))
     }
 }

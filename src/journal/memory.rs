@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::entry::{EntryId, JournalEntry};
-use super::store::{BoxFuture, Journal, JournalError, Reclaimed};
+use super::error::JournalError;
+use super::store::{BoxFuture, Journal, Reclaimed};
 
 /// A [`Journal`] in this process's memory.
 ///

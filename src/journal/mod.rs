@@ -19,25 +19,31 @@
 //! ```
 
 mod entry;
+mod error;
 #[cfg(feature = "fast-ack")]
 mod handle;
 #[cfg(feature = "fast-ack")]
 mod handoff;
 #[cfg(feature = "fast-ack")]
 mod memory;
+#[cfg(feature = "fast-ack")]
+mod state;
 mod store;
 #[cfg(feature = "fast-ack")]
 mod worker;
 
 pub use entry::{EntryId, JournalEntry};
+pub use error::JournalError;
 #[cfg(feature = "fast-ack")]
 pub use handle::{JournalHandle, JournalStats};
 #[cfg(feature = "fast-ack")]
-pub(crate) use handoff::Shared;
-#[cfg(feature = "fast-ack")]
-pub use handoff::{Handoff, JOURNAL_EVENTS_TOTAL};
+pub use handoff::Handoff;
 #[cfg(feature = "fast-ack")]
 pub use memory::MemoryJournal;
-pub use store::{BoxFuture, Journal, JournalError, Reclaimed};
+#[cfg(feature = "fast-ack")]
+pub use state::JOURNAL_EVENTS_TOTAL;
+#[cfg(feature = "fast-ack")]
+pub(crate) use state::Shared;
+pub use store::{BoxFuture, Journal, Reclaimed};
 #[cfg(feature = "fast-ack")]
 pub use worker::RecoveryHandle;

@@ -1,11 +1,11 @@
 //! The [`Journal`] trait: where an acknowledged callback waits until its handler finished.
 
-use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
 use super::entry::{EntryId, JournalEntry};
+use super::error::JournalError;
 
 /// A boxed future, so [`Journal`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -114,31 +114,3 @@ impl Reclaimed {
         Self { id, entry }
     }
 }
-
-/// A journal operation that failed. `Display` never shows a credential (a Redis URL's
-/// password, say) nor a callback's content.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum JournalError {
-    /// The journal could not be reached, or refused the operation (disk, network, server).
-    Unavailable(String),
-    /// The journal did not answer in time.
-    Timeout,
-    /// The journal is at its size bound and takes no more entries.
-    Full,
-    /// A stored entry could not be read back.
-    Corrupt,
-}
-
-impl fmt::Display for JournalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unavailable(reason) => write!(f, "journal unavailable: {reason}"),
-            Self::Timeout => f.write_str("journal timed out"),
-            Self::Full => f.write_str("journal is full"),
-            Self::Corrupt => f.write_str("journal holds an unreadable entry"),
-        }
-    }
-}
-
-impl std::error::Error for JournalError {}

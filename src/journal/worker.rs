@@ -1,7 +1,7 @@
 //! The recovery worker, and the task that keeps entries running here alive.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_service::Service;
 
-use super::entry::EntryId;
-use super::handoff::{Counters, Shared};
+use super::state::{Counters, Shared};
 use super::store::Reclaimed;
 use crate::hook::{Arrival, Recovery};
 
@@ -62,42 +61,6 @@ impl fmt::Debug for RecoveryHandle {
             .field("running", &self.tracker.len())
             .finish()
     }
-}
-
-/// Keeps the entries running in this process alive every third of the lease, for as long
-/// as the hand-off exists.
-pub(crate) fn spawn_keep_alive(shared: Arc<Shared>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let every = (shared.settings.lease / 3).max(Duration::from_millis(10));
-    let weak: Weak<Shared> = Arc::downgrade(&shared);
-    drop(shared);
-    runtime.spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            ticks.tick().await;
-            let Some(shared) = weak.upgrade() else {
-                return;
-            };
-            let ids: Vec<EntryId> = shared.lock_running().iter().cloned().collect();
-            if ids.is_empty() {
-                continue;
-            }
-            match shared.timed(shared.journal.keep_alive(&ids)).await {
-                Ok(()) => failing = false,
-                Err(error) => {
-                    Counters::bump(&shared.counters.errors, "error");
-                    if !failing {
-                        tracing::error!(%error, running = ids.len(), "journal: could not keep running entries alive; another replica may run them again after the lease");
-                    }
-                    failing = true;
-                }
-            }
-        }
-    });
 }
 
 pub(crate) fn spawn_recovery<S, B>(shared: Arc<Shared>, service: S) -> RecoveryHandle
