@@ -25,6 +25,8 @@ mod handle;
 mod handoff;
 #[cfg(feature = "fast-ack")]
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod store;
 #[cfg(feature = "fast-ack")]
 mod worker;
@@ -38,6 +40,8 @@ pub use handoff::Handoff;
 pub(crate) use handoff::Shared;
 #[cfg(feature = "fast-ack")]
 pub use memory::MemoryJournal;
+#[cfg(feature = "redis")]
+pub use redis::{RedisDeadLetter, RedisJournal, RedisJournalStats};
 pub use store::{BoxFuture, Journal, JournalError, Reclaimed};
 #[cfg(feature = "fast-ack")]
 pub use worker::RecoveryHandle;
