@@ -376,6 +376,47 @@ async fn the_recovery_worker_retries_on_another_replica_then_dead_letters() {
     assert!(!lines.contains("消息"), "no callback content in the log: {lines}");
 }
 
+#[tokio::test]
+#[ignore = "needs redis-server: run scripts/test (it provisions one)"]
+async fn consumers_that_own_nothing_are_forgotten_after_the_idle_limit() {
+    let url = redis_url();
+    let prefix = unique_prefix("consumers");
+    let gone = journal(&url, &prefix, "gone");
+    let id = gone.append(&entry(1)).await.unwrap();
+    gone.finish(&id).await.unwrap();
+    let busy = journal(&url, &prefix, "busy");
+    busy.append(&entry(2)).await.unwrap();
+    let consumers = || async {
+        let rows: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&prefix)
+            .arg("tower-wechat")
+            .query_async(&mut raw(&url).await)
+            .await
+            .unwrap();
+        let mut names: Vec<String> = rows
+            .iter()
+            .map(|row| redis::from_redis_value(row[1].clone()).unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(consumers().await, ["busy", "gone"]);
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A replica with the default limit (1 h) deletes nobody (and, claiming nothing, is
+    // not made a consumer by Redis).
+    journal(&url, &prefix, "patient").reclaim(LEASE, 10).await.unwrap();
+    assert_eq!(consumers().await, ["busy", "gone"]);
+    // With 200 ms: the idle consumers that own nothing go; the one owning an entry stays.
+    journal(&url, &prefix, "tidy")
+        .consumer_idle_limit(Duration::from_millis(200))
+        .reclaim(LEASE, 10)
+        .await
+        .unwrap();
+    assert_eq!(consumers().await, ["busy"]);
+}
+
 /// Nothing listens on port 1 of loopback.
 const UNREACHABLE: &str = "redis://:hunter2@127.0.0.1:1/";
 

@@ -42,15 +42,18 @@
 //!
 //! # What it needs from Redis
 //!
-//! - **Redis ≥ 6.2** (`XAUTOCLAIM`). One server (or a primary with replicas / Sentinel);
-//!   not Redis Cluster: the dead-letter script touches two keys that need not share a slot.
-//! - **Persistence, for the journal to be durable.** An append is acknowledged by Redis
-//!   once it is in Redis's memory; what survives a crash *of Redis* is what Redis had
-//!   written to disk. With `appendonly yes` and `appendfsync always` every append
-//!   (and every delivery count) is on disk before the append returns; with the common
-//!   `appendfsync everysec` a Redis crash loses up to the last second of appends (callbacks
-//!   already acknowledged to WeChat); with RDB snapshots only, everything since the last
-//!   snapshot. A crash of *the replicas* loses nothing in any of these modes.
+//! - **Redis ≥ 6.2** (`XAUTOCLAIM`; tested on 6.2.14). One server, or a primary with
+//!   replicas; not Redis Cluster (the connection is not a cluster client, and the
+//!   dead-letter script touches two keys).
+//! - **Persistence, for the journal to be durable.** Redis answers an append once the entry
+//!   is in its memory; what survives a crash *of Redis* is what it had written to disk.
+//!   With `appendonly yes` and `appendfsync always`, every append (and every delivery
+//!   count) is fsync'd before Redis answers: nothing acknowledged is lost, even if the
+//!   machine loses power. With the common `appendfsync everysec`, a crash of the machine
+//!   (or of Redis while the disk lags) loses up to about the last second of appends —
+//!   callbacks already acknowledged to WeChat. With RDB snapshots only, everything since
+//!   the last snapshot; with no persistence, a restart of Redis loses the journal. A crash
+//!   of *the replicas* loses nothing in any of these modes.
 //! - With replication, a failover can lose what the old primary had not yet sent to its
 //!   replicas, as for any Redis data (`WAIT` is not used).
 //!
@@ -75,9 +78,11 @@
 //! ≈ 20 MiB for typical messages). The dead-letter stream keeps about the last
 //! [`max_dead_letters`](RedisJournal::max_dead_letters) (1 000 by default; `MAXLEN ~` trims
 //! whole radix-tree nodes, so up to ~100 more), older ones are trimmed: at most about
-//! `max_dead_letters × (body limit + 1 KiB)`. Consumers (one per process start) that own no
-//! entry and were idle for an hour are deleted from the group (at most every 10 minutes,
-//! by the replica that reclaims), so restarts do not pile them up.
+//! `max_dead_letters × (body limit + 1 KiB)`. Consumers (one per process start, ~100 B each)
+//! that own no entry and were idle for an hour
+//! ([`consumer_idle_limit`](RedisJournal::consumer_idle_limit)) are deleted from the group
+//! (each replica looks at most every 10 minutes, when it reclaims), so restarts do not pile
+//! them up.
 //!
 //! # Failures
 //!
@@ -109,8 +114,6 @@ const DEFAULT_PREFIX: &str = "tower-wechat:journal";
 const DEFAULT_GROUP: &str = "tower-wechat";
 /// Ids per `XCLAIM` script call in keep-alive (Lua's `unpack` has a stack limit).
 const IDS_PER_CALL: usize = 1000;
-/// A consumer that owns no entry and was idle this long is deleted from the group.
-const CONSUMER_IDLE_LIMIT: Duration = Duration::from_secs(3600);
 /// How often one replica looks for such consumers.
 const TIDY_EVERY: Duration = Duration::from_secs(600);
 
@@ -257,6 +260,7 @@ pub struct RedisJournal {
     consumer: String,
     max_entries: u64,
     max_dead_letters: u64,
+    consumer_idle_limit: Duration,
     /// Where the next `XAUTOCLAIM` starts.
     cursor: Mutex<String>,
     /// When this replica last looked for idle consumers.
@@ -335,6 +339,8 @@ impl RedisJournal {
     pub const DEFAULT_MAX_ENTRIES: u64 = 10_000;
     /// The default number of dead letters kept: 1 000.
     pub const DEFAULT_MAX_DEAD_LETTERS: u64 = 1_000;
+    /// The default time after which a consumer that owns no entry is forgotten: 1 hour.
+    pub const DEFAULT_CONSUMER_IDLE_LIMIT: Duration = Duration::from_secs(3600);
 
     /// A journal on the server at `url` (`redis://[:password@]host:port/db`, or `rediss://`
     /// when the `redis` crate has TLS enabled). Must be called within a tokio runtime; does
@@ -381,6 +387,7 @@ impl RedisJournal {
             consumer: default_consumer(),
             max_entries: Self::DEFAULT_MAX_ENTRIES,
             max_dead_letters: Self::DEFAULT_MAX_DEAD_LETTERS,
+            consumer_idle_limit: Self::DEFAULT_CONSUMER_IDLE_LIMIT,
             cursor: Mutex::new("0-0".to_owned()),
             tidied: Mutex::new(None),
             scripts: Scripts::new(),
@@ -468,6 +475,27 @@ impl RedisJournal {
     /// ```
     pub fn max_dead_letters(mut self, letters: u64) -> Self {
         self.max_dead_letters = letters.clamp(1, i64::MAX as u64);
+        self
+    }
+
+    /// How long a consumer of the group that owns no entry may go unseen before a
+    /// replica deletes it from the group (default
+    /// [`DEFAULT_CONSUMER_IDLE_LIMIT`](Self::DEFAULT_CONSUMER_IDLE_LIMIT)), so that the
+    /// consumers of processes that are gone do not pile up. Deleting one that is in fact
+    /// alive costs nothing: it owns no entry, and Redis makes it again on its next append.
+    /// Each replica looks at most every 10 minutes, from its recovery worker.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), tower_wechat::journal::JournalError> {
+    /// use std::time::Duration;
+    ///
+    /// let journal = tower_wechat::journal::RedisJournal::open("redis://127.0.0.1/")?
+    ///     .consumer_idle_limit(Duration::from_secs(24 * 3600));
+    /// # let _ = journal; Ok(())
+    /// # }
+    /// ```
+    pub fn consumer_idle_limit(mut self, limit: Duration) -> Self {
+        self.consumer_idle_limit = limit;
         self
     }
 
@@ -658,14 +686,22 @@ impl RedisJournal {
                 }
                 _ => {
                     let stored = bytes(stored).unwrap_or_default();
-                    self.move_to_dead_letters(&id, stored, "unreadable entry")
-                        .await?;
-                    self.unreadable.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        entry = %id,
-                        bytes = stored.len(),
-                        "journal: an entry in the stream does not decode; moved it to the dead letters"
-                    );
+                    match self.move_to_dead_letters(&id, stored, "unreadable entry").await {
+                        Ok(()) => {
+                            self.unreadable.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(
+                                entry = %id,
+                                bytes = stored.len(),
+                                "journal: an entry in the stream does not decode; moved it to the dead letters"
+                            );
+                        }
+                        // It stays in this consumer's pending list: found again after the lease.
+                        Err(error) => tracing::error!(
+                            entry = %id,
+                            %error,
+                            "journal: an entry in the stream does not decode, and could not be moved to the dead letters"
+                        ),
+                    }
                 }
             }
         }
@@ -712,7 +748,7 @@ impl RedisJournal {
             .tidy
             .key(&self.stream)
             .arg(&self.group)
-            .arg(CONSUMER_IDLE_LIMIT.as_millis() as u64)
+            .arg(u64::try_from(self.consumer_idle_limit.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut connection)
             .await;
         match gone {
