@@ -25,7 +25,10 @@ async fn main() {
         match arg.as_str() {
             "--tasks" => tasks = args.next().and_then(|n| n.parse().ok()).expect("--tasks N"),
             "--seconds" => {
-                seconds = args.next().and_then(|n| n.parse().ok()).expect("--seconds N");
+                seconds = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("--seconds N");
             }
             "--finish" => finish = true,
             other => url = other.to_owned(),

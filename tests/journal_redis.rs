@@ -17,9 +17,7 @@ use common::redis_url;
 use common::services::redis_server_bin;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use tower_wechat::journal::{
-    EntryId, Handoff, Journal, JournalEntry, JournalError, RedisJournal,
-};
+use tower_wechat::journal::{EntryId, Handoff, Journal, JournalEntry, JournalError, RedisJournal};
 use tower_wechat::message::CallbackQuery;
 
 const LEASE: Duration = Duration::from_millis(400);
@@ -40,10 +38,12 @@ fn entry(n: u32) -> JournalEntry {
             timestamp: 1_700_000_000 + u64::from(n),
             nonce: format!("nonce{n}"),
             openid: Some("oUser1234".into()),
-            encrypted: n % 2 == 0,
+            encrypted: n.is_multiple_of(2),
             redelivered: false,
         },
-        body: Bytes::from(format!("<xml><Content><![CDATA[消息 {n}]]></Content></xml>")),
+        body: Bytes::from(format!(
+            "<xml><Content><![CDATA[消息 {n}]]></Content></xml>"
+        )),
         key: Some(format!("gh_1:msg:{n}")),
         arrival_unix_ms: 1_700_000_000_000 + u64::from(n),
         attempt: 1,
@@ -102,7 +102,10 @@ async fn appended_entries_are_run_again_after_a_release_or_a_lapse_never_before(
     let owned = pel(&url, &prefix).await;
     assert_eq!(owned.len(), 3, "{owned:?}");
     assert!(owned.iter().all(|(_, owner, n)| owner == "only" && *n == 1));
-    assert!(j.reclaim(LEASE, 10).await.unwrap().is_empty(), "all running");
+    assert!(
+        j.reclaim(LEASE, 10).await.unwrap().is_empty(),
+        "all running"
+    );
 
     j.finish(&a).await.unwrap();
     assert_eq!(j.pending().await.unwrap(), 2);
@@ -129,9 +132,18 @@ async fn appended_entries_are_run_again_after_a_release_or_a_lapse_never_before(
     );
     for reclaimed in &again {
         let n = if reclaimed.id == b { 2 } else { 3 };
-        assert_eq!(reclaimed.entry, JournalEntry { attempt: 2, ..entry(n) });
+        assert_eq!(
+            reclaimed.entry,
+            JournalEntry {
+                attempt: 2,
+                ..entry(n)
+            }
+        );
     }
-    assert!(j.reclaim(LEASE, 10).await.unwrap().is_empty(), "running here now");
+    assert!(
+        j.reclaim(LEASE, 10).await.unwrap().is_empty(),
+        "running here now"
+    );
 
     // `max` is respected; what is left comes with the next call.
     j.release(&b).await.unwrap();
@@ -144,8 +156,13 @@ async fn appended_entries_are_run_again_after_a_release_or_a_lapse_never_before(
     assert_eq!((first[0].entry.attempt, second[0].entry.attempt), (3, 3));
 
     // Dead-lettered: out of the journal, readable in `{prefix}:dead` with its reason.
-    let dead = JournalEntry { attempt: 3, ..entry(2) };
-    j.dead_letter(&b, &dead, "failed 3 deliveries").await.unwrap();
+    let dead = JournalEntry {
+        attempt: 3,
+        ..entry(2)
+    };
+    j.dead_letter(&b, &dead, "failed 3 deliveries")
+        .await
+        .unwrap();
     assert_eq!(j.pending().await.unwrap(), 1);
     let letters = j.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 1);
@@ -176,7 +193,10 @@ async fn a_full_journal_refuses_appends_and_trims_nothing() {
     assert_eq!(j.pending().await.unwrap(), 3);
     j.finish(&ids[0]).await.unwrap();
     let fourth = j.append(&entry(9)).await.unwrap();
-    assert!(matches!(j.append(&entry(10)).await, Err(JournalError::Full)));
+    assert!(matches!(
+        j.append(&entry(10)).await,
+        Err(JournalError::Full)
+    ));
 
     // Every unfinished entry is still there, intact.
     tokio::time::sleep(LEASE + LEASE / 4).await;
@@ -243,7 +263,11 @@ async fn unreadable_stray_and_deleted_entries_are_dealt_with() {
     assert_eq!(found[0].id.as_str(), stray);
     assert_eq!(found[0].entry.attempt, 2);
     assert_eq!(j.stats().vanished, 1);
-    let left: Vec<_> = pel(&url, &prefix).await.into_iter().map(|(id, ..)| id).collect();
+    let left: Vec<_> = pel(&url, &prefix)
+        .await
+        .into_iter()
+        .map(|(id, ..)| id)
+        .collect();
     assert_eq!(left, vec![stray]);
 
     // A group deleted by hand is made again, and the stream's entries are taken in.
@@ -255,7 +279,11 @@ async fn unreadable_stray_and_deleted_entries_are_dealt_with() {
         .await
         .unwrap();
     let new = j.append(&entry(8)).await.unwrap();
-    let owned: Vec<_> = pel(&url, &prefix).await.into_iter().map(|(id, ..)| id).collect();
+    let owned: Vec<_> = pel(&url, &prefix)
+        .await
+        .into_iter()
+        .map(|(id, ..)| id)
+        .collect();
     assert_eq!(owned.len(), 2, "the stray and the new one: {owned:?}");
     assert!(owned.contains(&new.to_string()));
 }
@@ -292,13 +320,19 @@ async fn a_replica_takes_over_what_another_stopped_keeping_alive_after_the_lease
     );
     assert!(taken.iter().all(|r| r.entry.attempt == 2));
     let owners = pel(&url, &prefix).await;
-    assert!(owners.iter().all(|(_, owner, _)| owner == "replica-b"), "{owners:?}");
+    assert!(
+        owners.iter().all(|(_, owner, _)| owner == "replica-b"),
+        "{owners:?}"
+    );
 
     // A comes back and keeps "its" entries alive: it does not take them back, and says so.
     a.keep_alive(&ids).await.unwrap();
     assert_eq!(a.stats().taken_over, 5);
     let owners = pel(&url, &prefix).await;
-    assert!(owners.iter().all(|(_, owner, _)| owner == "replica-b"), "{owners:?}");
+    assert!(
+        owners.iter().all(|(_, owner, _)| owner == "replica-b"),
+        "{owners:?}"
+    );
     // A release by A of an entry B runs does not restart B's clock either.
     a.release(&ids[0]).await.unwrap();
 
@@ -341,7 +375,10 @@ async fn the_recovery_worker_retries_on_another_replica_then_dead_letters() {
             async move {
                 runs.fetch_add(1, Ordering::SeqCst);
                 let body = request.into_body();
-                let body = http_body_util::BodyExt::collect(body).await.unwrap().to_bytes();
+                let body = http_body_util::BodyExt::collect(body)
+                    .await
+                    .unwrap()
+                    .to_bytes();
                 let status = if body == entry(2).body {
                     StatusCode::INTERNAL_SERVER_ERROR
                 } else {
@@ -373,7 +410,10 @@ async fn the_recovery_worker_retries_on_another_replica_then_dead_letters() {
     assert_ne!(letters[0].original, ok);
     let lines = log.lines().join("\n");
     assert!(lines.contains("moved to the dead letters"), "{lines}");
-    assert!(!lines.contains("消息"), "no callback content in the log: {lines}");
+    assert!(
+        !lines.contains("消息"),
+        "no callback content in the log: {lines}"
+    );
 }
 
 #[tokio::test]
@@ -406,7 +446,10 @@ async fn consumers_that_own_nothing_are_forgotten_after_the_idle_limit() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     // A replica with the default limit (1 h) deletes nobody (and, claiming nothing, is
     // not made a consumer by Redis).
-    journal(&url, &prefix, "patient").reclaim(LEASE, 10).await.unwrap();
+    journal(&url, &prefix, "patient")
+        .reclaim(LEASE, 10)
+        .await
+        .unwrap();
     assert_eq!(consumers().await, ["busy", "gone"]);
     // With 200 ms: the idle consumers that own nothing go; the one owning an entry stays.
     journal(&url, &prefix, "tidy")
@@ -440,7 +483,11 @@ async fn an_unreachable_redis_is_reported_by_the_first_operation_without_the_pas
         assert!(!error.to_string().contains("hunter2"), "{error}");
     }
     // Refused connections fail at once, well inside the hand-off's 2 s operation timeout.
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -493,7 +540,14 @@ impl Server {
             .unwrap();
         let child = Command::new(&self.bin)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -609,7 +663,10 @@ async fn a_redis_killed_and_restarted_keeps_every_acknowledged_append_and_its_de
         ];
         for result in results {
             assert!(
-                matches!(result, Err(JournalError::Unavailable(_) | JournalError::Timeout)),
+                matches!(
+                    result,
+                    Err(JournalError::Unavailable(_) | JournalError::Timeout)
+                ),
                 "{result:?}"
             );
         }
@@ -629,7 +686,13 @@ async fn a_redis_killed_and_restarted_keeps_every_acknowledged_append_and_its_de
         let expected = if reclaimed.id == retried_id { 3 } else { 2 };
         assert_eq!(reclaimed.entry.attempt, expected, "{:?}", reclaimed.id);
         let n = ids.iter().position(|id| *id == reclaimed.id).unwrap() as u32;
-        assert_eq!(reclaimed.entry, JournalEntry { attempt: expected, ..entry(n) });
+        assert_eq!(
+            reclaimed.entry,
+            JournalEntry {
+                attempt: expected,
+                ..entry(n)
+            }
+        );
     }
     // And it takes new appends again.
     let new = j.append(&entry(100)).await.unwrap();

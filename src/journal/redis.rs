@@ -117,27 +117,31 @@ const IDS_PER_CALL: usize = 1000;
 /// How often one replica looks for such consumers.
 const TIDY_EVERY: Duration = Duration::from_secs(600);
 
-/// Makes the group when it is missing (from the start of the stream).
-const ENSURE_GROUP: &str = r"
-local function ensure_group(stream, group)
-  local made = redis.pcall('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
-  if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP', 1, true) then
-    return redis.error_reply(made.err)
+/// `XREADGROUP … >` for `consumer`, making the group first when it is missing (from the
+/// start of the stream, so entries it never delivered are taken in, not stranded).
+const READ_NEW: &str = r"
+local function read_new(stream, group, consumer, count)
+  local read = {'XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', stream, '>'}
+  local found = redis.pcall(unpack(read))
+  if type(found) == 'table' and found.err then
+    if not string.find(found.err, 'NOGROUP', 1, true) then return found end
+    redis.call('XGROUP', 'CREATE', stream, group, '0', 'MKSTREAM')
+    found = redis.call(unpack(read))
   end
+  return found
 end
 ";
 
 /// KEYS: stream. ARGV: group, consumer, max entries, encoded entry. The new id, or nil
 /// when full.
 const APPEND: &str = r"
-local stream, group = KEYS[1], ARGV[1]
-local failed = ensure_group(stream, group)
-if failed then return failed end
+local stream = KEYS[1]
 if redis.call('XLEN', stream) >= tonumber(ARGV[3]) then
   return false
 end
 local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[4])
-redis.call('XREADGROUP', 'GROUP', group, ARGV[2], 'STREAMS', stream, '>')
+local read = read_new(stream, ARGV[1], ARGV[2], ARGV[3])
+if type(read) == 'table' and read.err then return read end
 return id
 ";
 
@@ -171,8 +175,10 @@ const RECLAIM: &str = r"
 local stream, group, me = KEYS[1], ARGV[1], ARGV[2]
 local lease, cursor, max = ARGV[3], ARGV[4], tonumber(ARGV[5])
 if redis.call('EXISTS', stream) == 0 then return {'0-0', {}, 0} end
-local failed = ensure_group(stream, group)
-if failed then return failed end
+local made = redis.pcall('XGROUP', 'CREATE', stream, group, '0')
+if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP', 1, true) then
+  return made
+end
 local out, vanished = {}, 0
 local function field(fields, name)
   for i = 1, #fields, 2 do
@@ -198,7 +204,8 @@ for pass = 1, 2 do
   if #out >= max or started == '0-0' then break end
 end
 if #out < max then
-  local fresh = redis.call('XREADGROUP', 'GROUP', group, me, 'COUNT', max - #out, 'STREAMS', stream, '>')
+  local fresh = read_new(stream, group, me, max - #out)
+  if type(fresh) == 'table' and fresh.err then return fresh end
   if fresh then
     for _, entry in ipairs(fresh[1][2]) do
       out[#out + 1] = {entry[1], 1, field(entry[2], 'e')}
@@ -283,10 +290,10 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            append: Script::new(&format!("{ENSURE_GROUP}{APPEND}")),
+            append: Script::new(&format!("{READ_NEW}{APPEND}")),
             finish: Script::new(FINISH),
             touch: Script::new(TOUCH),
-            reclaim: Script::new(&format!("{ENSURE_GROUP}{RECLAIM}")),
+            reclaim: Script::new(&format!("{READ_NEW}{RECLAIM}")),
             dead_letter: Script::new(DEAD_LETTER),
             tidy: Script::new(TIDY),
         }
@@ -376,9 +383,7 @@ impl RedisJournal {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1);
-        let connection = client
-            .get_connection_manager_lazy(config)
-            .map_err(failed)?;
+        let connection = client.get_connection_manager_lazy(config).map_err(failed)?;
         Ok(Self {
             connection,
             stream: DEFAULT_PREFIX.to_owned(),
@@ -686,7 +691,10 @@ impl RedisJournal {
                 }
                 _ => {
                     let stored = bytes(stored).unwrap_or_default();
-                    match self.move_to_dead_letters(&id, stored, "unreadable entry").await {
+                    match self
+                        .move_to_dead_letters(&id, stored, "unreadable entry")
+                        .await
+                    {
                         Ok(()) => {
                             self.unreadable.fetch_add(1, Ordering::Relaxed);
                             tracing::error!(
@@ -754,7 +762,10 @@ impl RedisJournal {
         match gone {
             Ok(0) => {}
             Ok(gone) => {
-                tracing::debug!(consumers = gone, "journal: deleted idle consumers that owned no entry");
+                tracing::debug!(
+                    consumers = gone,
+                    "journal: deleted idle consumers that owned no entry"
+                );
             }
             Err(error) => tracing::debug!(%error, "journal: could not look for idle consumers"),
         }
@@ -811,10 +822,7 @@ impl Journal for RedisJournal {
         entry: &'a JournalEntry,
         reason: &'a str,
     ) -> BoxFuture<'a, Result<(), JournalError>> {
-        Box::pin(async move {
-            self.move_to_dead_letters(id, &entry.encode(), reason)
-                .await
-        })
+        Box::pin(async move { self.move_to_dead_letters(id, &entry.encode(), reason).await })
     }
 
     fn pending(&self) -> BoxFuture<'_, Result<u64, JournalError>> {
@@ -837,7 +845,10 @@ fn failed(error: redis::RedisError) -> JournalError {
 
 fn array<const N: usize>(value: &Value) -> Result<&[Value; N], JournalError> {
     match value {
-        Value::Array(items) => items.as_slice().try_into().map_err(|_| JournalError::Corrupt),
+        Value::Array(items) => items
+            .as_slice()
+            .try_into()
+            .map_err(|_| JournalError::Corrupt),
         _ => Err(JournalError::Corrupt),
     }
 }
@@ -883,11 +894,11 @@ mod tests {
     fn consumer_names_differ_between_journals_and_name_the_process() {
         let (a, b) = (default_consumer(), default_consumer());
         assert_ne!(a, b);
+        assert!(a.contains(&format!("-{}-", std::process::id())), "{a}");
         assert!(
-            a.contains(&format!("-{}-", std::process::id())),
-            "{a}"
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
         );
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
     }
 
     #[tokio::test]
@@ -904,7 +915,10 @@ mod tests {
             .unwrap()
             .prefix("p");
         let shown = format!("{journal:?}");
-        assert!(shown.contains("\"p\"") && !shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("\"p\"") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]
