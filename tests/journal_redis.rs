@@ -559,6 +559,15 @@ impl Server {
         wait_for(&self.dir, self.port);
     }
 
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// SIGKILL: no shutdown, no final fsync.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -639,11 +648,32 @@ async fn a_redis_killed_and_restarted_keeps_every_acknowledged_append_and_its_de
     j.keep_alive(&ids[5..]).await.unwrap();
     j.release(&retried_id).await.unwrap();
 
+    // A Redis that hangs (SIGSTOP): reads and keep-alives time out after the 1 s response
+    // timeout, then work again once it answers.
+    server.signal("STOP");
+    let at = Instant::now();
+    let hung = [
+        tokio::time::timeout(Duration::from_secs(5), j.pending())
+            .await
+            .expect("bounded")
+            .map(|_| ()),
+        tokio::time::timeout(Duration::from_secs(5), j.keep_alive(&ids[5..]))
+            .await
+            .expect("bounded"),
+    ];
+    eprintln!("hung: 2 operations failed in {:?}: {hung:?}", at.elapsed());
+    for result in hung {
+        assert!(matches!(result, Err(JournalError::Timeout)), "{result:?}");
+    }
+    server.signal("CONT");
+    assert_eq!(eventually(|| j.pending()).await, 15);
+
     server.kill();
 
     // During the outage every operation fails, quickly, with Unavailable or Timeout.
     let bounded = Duration::from_secs(5);
     for _ in 0..3 {
+        let at = Instant::now();
         let results = [
             tokio::time::timeout(bounded, j.append(&entry(99)))
                 .await
@@ -661,6 +691,10 @@ async fn a_redis_killed_and_restarted_keeps_every_acknowledged_append_and_its_de
                 .await
                 .expect("bounded"),
         ];
+        eprintln!(
+            "outage: 4 operations failed in {:?}: {results:?}",
+            at.elapsed()
+        );
         for result in results {
             assert!(
                 matches!(
@@ -675,7 +709,9 @@ async fn a_redis_killed_and_restarted_keeps_every_acknowledged_append_and_its_de
     server.run();
 
     // The same journal recovers by itself; the 15 unfinished entries are all there.
+    let at = Instant::now();
     assert_eq!(eventually(|| j.pending()).await, 15);
+    eprintln!("recovered {:?} after the restart", at.elapsed());
     tokio::time::sleep(LEASE + LEASE / 4).await;
     let back = eventually(|| j.reclaim(LEASE, 100)).await;
     assert_eq!(
