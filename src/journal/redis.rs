@@ -1,101 +1,4 @@
 //! [`RedisJournal`]: the journal in a Redis stream, shared by every replica (feature `redis`).
-//!
-//! # How it uses Redis
-//!
-//! One stream holds the journal (key `tower-wechat:journal` by default, see
-//! [`RedisJournal::prefix`]) with one consumer group (`tower-wechat`); each process is a
-//! consumer of that group under a name of its own (host, pid and a random part).
-//!
-//! - **append** is one Lua script: if the stream already holds
-//!   [`max_entries`](RedisJournal::max_entries) entries it refuses
-//!   ([`JournalError::Full`]: unfinished work is never trimmed), else
-//!   `XADD <stream> MAXLEN ~ <max> * e <entry>` and, in the same script,
-//!   `XREADGROUP GROUP <group> <consumer> STREAMS <stream> >`, so the new entry is in *this*
-//!   consumer's pending entries list (PEL) with one delivery before the append returns. If
-//!   the process dies, the entry stays there, idle, and any live replica claims it once it
-//!   has been idle for the lease. (The group is made by the same script when it is missing,
-//!   from the start of the stream, so an entry the group never delivered — added by hand,
-//!   or left when someone deleted the group — is taken in rather than stranded.)
-//! - **finish** is `XACK` + `XDEL`: the stream only ever holds unfinished entries.
-//! - **release** and **keep_alive** reset the entries' idle time with
-//!   `XCLAIM <stream> <group> <consumer> 0 <ids…> JUSTID`, for the entries this consumer
-//!   still owns (an entry another replica took over after a lapse is left to it). A
-//!   released entry is therefore retried one lease after its release; `JUSTID` does not
-//!   count a delivery.
-//! - **reclaim** runs `XAUTOCLAIM <stream> <group> <consumer> <lease ms> <cursor> COUNT <max>
-//!   JUSTID` (the cursor is kept between calls, and a call that started mid-way goes round
-//!   once more from the start), then `XCLAIM` on each id — which counts the delivery and
-//!   returns the entry — and `XPENDING` on it for the delivery count, which becomes the
-//!   entry's [`attempt`](JournalEntry::attempt). The count lives in Redis's PEL, so it
-//!   survives restarts of the replicas and (with persistence) of Redis. An id whose entry
-//!   was deleted under the PEL is acknowledged away (counted in
-//!   [`RedisJournalStats::vanished`], with a WARN line); an entry that does not decode is
-//!   moved to the dead letters at once (counted in [`RedisJournalStats::unreadable`], with
-//!   an ERROR line). Entries the group never delivered are handed out too, as first
-//!   deliveries.
-//! - **dead_letter** is one script: `XADD <stream>:dead MAXLEN ~ <max dead> * id <id>
-//!   reason <why> e <entry>`, then `XACK` + `XDEL` of the original. Read them with
-//!   [`RedisJournal::dead_letters`] or `XREVRANGE <stream>:dead + - COUNT 10`.
-//! - **pending** is `XLEN`.
-//!
-//! Every script touches only the journal's own keys (the stream and its `:dead` stream).
-//!
-//! # What it needs from Redis
-//!
-//! - **Redis ≥ 6.2** (`XAUTOCLAIM`; tested on 6.2.14). One server, or a primary with
-//!   replicas; not Redis Cluster (the connection is not a cluster client, and the
-//!   dead-letter script touches two keys).
-//! - **Persistence, for the journal to be durable.** Redis answers an append once the entry
-//!   is in its memory; what survives a crash *of Redis* is what it had written to disk.
-//!   With `appendonly yes` and `appendfsync always`, every append (and every delivery
-//!   count) is fsync'd before Redis answers: nothing acknowledged is lost, even if the
-//!   machine loses power. With the common `appendfsync everysec`, a crash of the machine
-//!   (or of Redis while the disk lags) loses up to about the last second of appends —
-//!   callbacks already acknowledged to WeChat. With RDB snapshots only, everything since
-//!   the last snapshot; with no persistence, a restart of Redis loses the journal. A crash
-//!   of *the replicas* loses nothing in any of these modes.
-//! - With replication, a failover can lose what the old primary had not yet sent to its
-//!   replicas, as for any Redis data (`WAIT` is not used).
-//!
-//! # The lease
-//!
-//! The hand-off's [lease](super::Handoff::lease) (default 30 s) is how long an entry may go
-//! without a sign of life before another replica runs it again. The process running an
-//! entry keeps it alive every third of the lease (`XCLAIM … JUSTID`), so a live replica
-//! loses an entry only if it cannot reach Redis for a whole lease; a dead one's entries are
-//! run again by a live replica between one lease and one lease + the recovery interval
-//! after its last keep-alive. A replica that comes back after losing an entry that way runs
-//! it a second time; the dedup store is what keeps that from being seen twice.
-//!
-//! # Memory
-//!
-//! The stream holds only unfinished entries, at most [`max_entries`](RedisJournal::max_entries)
-//! (10 000 by default). An entry is its encoded [`JournalEntry`] — the verified body (at most
-//! the [`VerifyLayer`](crate::VerifyLayer)'s body limit, 64 KiB by default, and ~0.5–2 KiB
-//! for a typical message) plus a few hundred bytes of path, query facts and keys — plus
-//! Redis's stream and PEL overhead (~100 B). So the stream uses at most about
-//! `max_entries × (body limit + 1 KiB)` (≈ 650 MiB at the defaults, all bodies maximal;
-//! ≈ 20 MiB for typical messages). The dead-letter stream keeps about the last
-//! [`max_dead_letters`](RedisJournal::max_dead_letters) (1 000 by default; `MAXLEN ~` trims
-//! whole radix-tree nodes, so up to ~100 more), older ones are trimmed: at most about
-//! `max_dead_letters × (body limit + 1 KiB)`. Consumers (one per process start, ~100 B each)
-//! that own no entry and were idle for an hour
-//! ([`consumer_idle_limit`](RedisJournal::consumer_idle_limit)) are deleted from the group
-//! (each replica looks at most every 10 minutes, when it reclaims), so restarts do not pile
-//! them up.
-//!
-//! # Failures
-//!
-//! The connection is made on first use and remade after failures
-//! ([`redis::aio::ConnectionManager`]), with a 1 s connect and response timeout, like the
-//! dedup store's: [`RedisJournal::open`] does not connect, and an unreachable server is
-//! reported by the first operation. The hand-off bounds every operation again by its
-//! [operation timeout](super::Handoff::operation_timeout). Errors are
-//! [`JournalError::Timeout`] or [`JournalError::Unavailable`] with Redis's reason, which
-//! names the command and the server's reply but never the URL (nor its password) nor an
-//! entry's content. An append whose answer is lost after Redis ran it leaves an entry the
-//! caller was told failed: it is run after the lease (at least once, never lost); the dedup
-//! store keeps that second delivery from running twice.
 
 use std::fmt;
 use std::sync::Mutex;
@@ -241,9 +144,8 @@ return gone
 /// A [`Journal`] in a Redis stream, shared by the replicas of a deployment: what a dead
 /// replica left is run by a live one after the lease.
 ///
-/// See [the module docs](self) for the Redis commands, what durability needs from Redis
-/// (persistence: AOF with `appendfsync always` for every append to survive a Redis crash),
-/// the memory bound and Redis ≥ 6.2.
+/// Needs Redis ≥ 6.2 and, for the journal to survive a crash of Redis, AOF persistence
+/// (see [What it needs from Redis](#what-it-needs-from-redis)).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tower_wechat::journal::JournalError> {
@@ -259,6 +161,111 @@ return gone
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # How it uses Redis
+///
+/// One stream holds the journal (key `tower-wechat:journal` by default, see
+/// [`RedisJournal::prefix`]) with one consumer group (`tower-wechat`); each process is a
+/// consumer of that group under a name of its own (host, pid and a random part).
+///
+/// - **append** is one Lua script: if the stream already holds
+///   [`max_entries`](RedisJournal::max_entries) entries it refuses
+///   ([`JournalError::Full`]: unfinished work is never trimmed), else
+///   `XADD <stream> MAXLEN ~ <max> * e <entry>` and, in the same script,
+///   `XREADGROUP GROUP <group> <consumer> STREAMS <stream> >`, so the new entry is in *this*
+///   consumer's pending entries list (PEL) with one delivery before the append returns. If
+///   the process dies, the entry stays there, idle, and any live replica claims it once it
+///   has been idle for the lease. Redis allows `XREADGROUP` in a script when it does not
+///   `BLOCK`; as every append goes through this script, `>` finds just the new entry (and
+///   any entry added behind the journal's back, which this consumer then owns and which is
+///   reclaimed after the lease). `MAXLEN ~` never trims anything here (the length was
+///   checked first); it only backs the bound. The group is made by the same script when
+///   it is missing, from the start of the stream, so an entry the group never delivered
+///   (added by hand, or left when someone deleted the group) is taken in, not stranded.
+/// - **finish** is `XACK` + `XDEL`: the stream only ever holds unfinished entries.
+/// - **release** and **keep_alive** reset the entries' idle time with
+///   `XCLAIM <stream> <group> <consumer> 0 <ids…> JUSTID`, for the entries this consumer
+///   still owns (an entry another replica took over after a lapse is left to it). A
+///   released entry is therefore retried one lease after its release; `JUSTID` does not
+///   count a delivery.
+/// - **reclaim** runs `XAUTOCLAIM <stream> <group> <consumer> <lease ms> <cursor> COUNT <max>
+///   JUSTID` (the cursor is kept between calls, and a call that started mid-way goes round
+///   once more from the start), then `XCLAIM` on each id — which counts the delivery and
+///   returns the entry — and `XPENDING` on it for the delivery count, which becomes the
+///   entry's [`attempt`](JournalEntry::attempt). The count lives in Redis's PEL, so it
+///   survives restarts of the replicas and (with persistence) of Redis. An id whose entry
+///   was deleted under the PEL is acknowledged away (counted in
+///   [`RedisJournalStats::vanished`], with a WARN line); an entry that does not decode is
+///   moved to the dead letters at once (counted in [`RedisJournalStats::unreadable`], with
+///   an ERROR line). Entries the group never delivered are handed out too, as first
+///   deliveries.
+/// - **dead_letter** is one script: `XADD <stream>:dead MAXLEN ~ <max dead> * id <id>
+///   reason <why> e <entry>`, then `XACK` + `XDEL` of the original. Read them with
+///   [`RedisJournal::dead_letters`] or `XREVRANGE <stream>:dead + - COUNT 10`.
+/// - **pending** is `XLEN`.
+///
+/// A callback costs two script calls (append, finish), each one round trip, plus its share
+/// of a keep-alive call every third of the lease for the entries running here; the recovery
+/// worker's reclaim is one call per recovery interval.
+///
+/// Every script touches only the journal's own keys (the stream and its `:dead` stream).
+///
+/// # What it needs from Redis
+///
+/// - **Redis ≥ 6.2** (`XAUTOCLAIM`; tested on 6.2.14). One server, or a primary with
+///   replicas; not Redis Cluster (the connection is not a cluster client, and the
+///   dead-letter script touches two keys).
+/// - **Persistence, for the journal to be durable.** Redis answers an append once the entry
+///   is in its memory; what survives a crash *of Redis* is what it had written to disk.
+///   With `appendonly yes` and `appendfsync always`, every append (and every delivery
+///   count) is fsync'd before Redis answers: nothing acknowledged is lost, even if the
+///   machine loses power. With the common `appendfsync everysec`, a crash of the machine
+///   (or of Redis while the disk lags) loses up to about the last second of appends —
+///   callbacks already acknowledged to WeChat. With RDB snapshots only, everything since
+///   the last snapshot; with no persistence, a restart of Redis loses the journal. A crash
+///   of *the replicas* loses nothing in any of these modes.
+/// - With replication, a failover can lose what the old primary had not yet sent to its
+///   replicas, as for any Redis data (`WAIT` is not used).
+///
+/// # The lease
+///
+/// The hand-off's [lease](super::Handoff::lease) (default 30 s) is how long an entry may go
+/// without a sign of life before another replica runs it again. The process running an
+/// entry keeps it alive every third of the lease (`XCLAIM … JUSTID`), so a live replica
+/// loses an entry only if it cannot reach Redis for a whole lease; a dead one's entries are
+/// run again by a live replica between one lease and one lease + the recovery interval
+/// after its last keep-alive. A replica that comes back after losing an entry that way runs
+/// it a second time; the dedup store is what keeps that from being seen twice.
+///
+/// # Memory
+///
+/// The stream holds only unfinished entries, at most [`max_entries`](RedisJournal::max_entries)
+/// (10 000 by default). An entry is its encoded [`JournalEntry`] — the verified body (at most
+/// the [`VerifyLayer`](crate::VerifyLayer)'s body limit, 64 KiB by default, and ~0.5–2 KiB
+/// for a typical message) plus a few hundred bytes of path, query facts and keys — plus
+/// Redis's stream and PEL overhead (~100 B). So the stream uses at most about
+/// `max_entries × (body limit + 1 KiB)` (≈ 650 MiB at the defaults, all bodies maximal;
+/// ≈ 20 MiB for typical messages). The dead-letter stream keeps about the last
+/// [`max_dead_letters`](RedisJournal::max_dead_letters) (1 000 by default; `MAXLEN ~` trims
+/// whole radix-tree nodes, so up to ~100 more), older ones are trimmed: at most about
+/// `max_dead_letters × (body limit + 1 KiB)`. Consumers (one per process start, ~100 B each)
+/// that own no entry and were idle for an hour
+/// ([`consumer_idle_limit`](RedisJournal::consumer_idle_limit)) are deleted from the group
+/// (each replica looks at most every 10 minutes, when it reclaims), so restarts do not pile
+/// them up.
+///
+/// # Failures
+///
+/// The connection is made on first use and remade after failures
+/// ([`redis::aio::ConnectionManager`]), with a 1 s connect and response timeout, like the
+/// dedup store's: [`RedisJournal::open`] does not connect, and an unreachable server is
+/// reported by the first operation. The hand-off bounds every operation again by its
+/// [operation timeout](super::Handoff::operation_timeout). Errors are
+/// [`JournalError::Timeout`] or [`JournalError::Unavailable`] with Redis's reason, which
+/// names the command and the server's reply but never the URL (nor its password) nor an
+/// entry's content. An append whose answer is lost after Redis ran it leaves an entry the
+/// caller was told failed: it is run after the lease (at least once, never lost); the dedup
+/// store keeps that second delivery from running twice.
 pub struct RedisJournal {
     connection: ConnectionManager,
     stream: String,
@@ -453,7 +460,7 @@ impl RedisJournal {
 
     /// At most this many entries in the stream (default
     /// [`DEFAULT_MAX_ENTRIES`](Self::DEFAULT_MAX_ENTRIES)); an append beyond it fails with
-    /// [`JournalError::Full`]. See [Memory](self#memory) for what it means in bytes.
+    /// [`JournalError::Full`]. See [Memory](RedisJournal#memory) for what it means in bytes.
     ///
     /// ```no_run
     /// # fn run() -> Result<(), tower_wechat::journal::JournalError> {
