@@ -170,7 +170,10 @@ async fn appended_entries_are_run_again_after_a_release_or_a_lapse_never_before(
     assert_eq!(letters[0].reason, "failed 3 deliveries");
     assert_eq!(letters[0].entry.as_ref(), Some(&dead));
 
+    // An entry finished meanwhile (say, by another replica) is not dead-lettered.
     j.finish(&c).await.unwrap();
+    j.dead_letter(&c, &entry(3), "too late").await.unwrap();
+    assert_eq!(j.dead_letters(10).await.unwrap().len(), 1);
     assert_eq!(j.pending().await.unwrap(), 0);
     assert!(pel(&url, &prefix).await.is_empty());
     tokio::time::sleep(LEASE + LEASE / 4).await;

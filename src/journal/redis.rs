@@ -118,8 +118,13 @@ end
 return {cursor, out, vanished}
 ";
 
-/// KEYS: stream, dead stream. ARGV: group, id, max dead letters, entry, reason.
+/// KEYS: stream, dead stream. ARGV: group, id, max dead letters, entry, reason. An entry
+/// no longer in the stream (another replica finished it meanwhile) is not dead-lettered.
 const DEAD_LETTER: &str = r"
+if #redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2]) == 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+  return 0
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'id', ARGV[2], 'reason', ARGV[5], 'e', ARGV[4])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('XDEL', KEYS[1], ARGV[2])
@@ -200,8 +205,10 @@ return gone
 ///   an ERROR line). Entries the group never delivered are handed out too, as first
 ///   deliveries.
 /// - **dead_letter** is one script: `XADD <stream>:dead MAXLEN ~ <max dead> * id <id>
-///   reason <why> e <entry>`, then `XACK` + `XDEL` of the original. Read them with
-///   [`RedisJournal::dead_letters`] or `XREVRANGE <stream>:dead + - COUNT 10`.
+///   reason <why> e <entry>`, then `XACK` + `XDEL` of the original (an entry no longer in
+///   the stream — finished meanwhile by a replica that took it over — is only
+///   acknowledged). Read them with [`RedisJournal::dead_letters`] or
+///   `XREVRANGE <stream>:dead + - COUNT 10`.
 /// - **pending** is `XLEN`.
 ///
 /// A callback costs two script calls (append, finish), each one round trip, plus its share
