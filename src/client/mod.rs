@@ -104,6 +104,9 @@ mod api;
 mod breaker;
 mod error;
 mod http;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod outgoing;
 mod read_body;
 #[cfg(feature = "redis")]
@@ -115,12 +118,16 @@ mod source;
 mod timeout;
 mod token;
 mod url;
+mod wecom;
 
-pub use api::{ClientService, WeChatClient, WeChatClientBuilder};
+pub use api::{Account, ClientService, WeChatClient, WeChatClientBuilder};
 pub use breaker::{BreakerState, BreakerStats, CircuitBreaker, CircuitBreakerLayer};
-pub use error::{ApiError, ClientError, SharedError};
+pub use error::{ApiError, ClientError, ErrorClass, SharedError};
 pub use http::{HttpClient, http_client};
-pub use outgoing::{CustomMessage, TemplateMessage};
+pub use outgoing::{
+    BizSubscribeMessage, CustomMessage, MiniProgramState, SubscribeMessage, TemplateMessage,
+    TemplateWarning,
+};
 pub use read_body::{ErrCode, ReadBody, ReadBodyLayer, errcode};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -133,7 +140,8 @@ pub use sender::{
 pub use source::{Endpoint, IssuedToken, TokenRequest, TokenSource, WeChatTokenSource};
 pub use timeout::{Timeout, TimeoutLayer};
 pub use token::{AccessToken, AccessTokenLayer};
-pub use url::WECHAT_API_BASE;
+pub use url::{WECHAT_API_BASE, WECOM_API_BASE};
+pub use wecom::{WeComArticle, WeComMessage, WeComSent};
 
 /// Response futures of the client layers.
 pub mod future {
