@@ -69,8 +69,8 @@ impl ApiError {
 /// access-token layer replaces a refused token once. ³ Refused by the breaker itself.
 ///
 /// A failed token fetch ([`ClientError::Token`]) takes the class of WeChat's answer to the
-/// fetch when that is `Quota`, `Permission` or `Configuration` (a wrong secret is a
-/// configuration error, not a token one). WeChat's errcodes that say the call was not
+/// fetch when that is `Quota`, `Permission` or `Configuration`; errcode 40001 from a token
+/// endpoint (a wrong appsecret or corpsecret) is `Configuration` too. WeChat's errcodes that say the call was not
 /// understood at all and are not listed here fall in `Rejected`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -284,6 +284,9 @@ impl ClientError {
             Self::Status(_) => ErrorClass::Rejected,
             Self::Connect(_) | Self::Transport(_) | Self::Timeout(_) => ErrorClass::Unavailable,
             Self::CircuitOpen => ErrorClass::CircuitOpen,
+            // 40001 from a token endpoint: the appsecret (WeChat) or corpsecret (WeCom) is
+            // wrong.
+            Self::Token(inner) if inner.errcode() == Some(40001) => ErrorClass::Configuration,
             Self::Token(inner) => match inner.class() {
                 class
                 @ (ErrorClass::Quota | ErrorClass::Permission | ErrorClass::Configuration) => class,
