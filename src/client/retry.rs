@@ -16,7 +16,8 @@ use super::read_body::errcode;
 use super::{ClientError, ErrorClass};
 
 /// Marks a request as safe to repeat even when WeChat may already have carried it out
-/// (token fetches; template messages with a `client_msg_id`, which WeChat de-duplicates).
+/// (token fetches and GETs; template messages with a `client_msg_id`, which WeChat
+/// de-duplicates; WeCom app messages with the duplicate check on, which WeCom de-duplicates).
 /// Put it in the request's extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Idempotent;
