@@ -17,8 +17,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::error::answer_class;
-use super::read_body::errcode;
+use super::read_body::{answer_class, errcode};
 use super::source::{Endpoint, TokenSource, WeChatTokenSource};
 use super::url::BaseUrl;
 use super::{

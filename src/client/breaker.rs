@@ -15,7 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::ClientError;
-use super::error::answer_class;
+use super::read_body::answer_class;
 use crate::macros::define_inner_service_accessors;
 
 /// The breaker's state.
@@ -366,7 +366,14 @@ impl Shared {
     #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
     fn record_state(&self, state: BreakerState) {
         #[cfg(feature = "metrics")]
-        super::metrics::record_breaker_state(self.label(), state);
+        super::metrics::record_breaker_state(
+            self.label(),
+            match state {
+                BreakerState::Closed => 0.0,
+                BreakerState::HalfOpen => 1.0,
+                BreakerState::Open => 2.0,
+            },
+        );
         #[cfg(not(feature = "metrics"))]
         let _ = state;
     }

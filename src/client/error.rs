@@ -183,23 +183,6 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// The failure class of a buffered answer: `None` for a success, the status's class for a
-/// non-2xx status (checked first: a gateway's page is no answer of WeChat's), otherwise the
-/// errcode's.
-pub(crate) fn answer_class(response: &http::Response<bytes::Bytes>) -> Option<ErrorClass> {
-    let status = response.status();
-    if status.is_server_error() {
-        return Some(ErrorClass::Unavailable);
-    }
-    if let Some(code) = super::read_body::errcode(response).filter(|code| *code != 0) {
-        return Some(ErrorClass::of_errcode(code));
-    }
-    if !status.is_success() {
-        return Some(ErrorClass::Rejected);
-    }
-    None
-}
-
 /// `40001` (invalid credential), `40014` (invalid access_token), `42001` (expired).
 pub(crate) fn is_token_errcode(errcode: i64) -> bool {
     matches!(errcode, 40001 | 40014 | 42001)

@@ -38,7 +38,7 @@ use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 
-use super::{BreakerState, ErrorClass};
+use super::ErrorClass;
 
 /// Counter: API calls through `WeChatClient`, by `account` and `outcome`.
 pub const CALLS_TOTAL: &str = "wechat_client_calls_total";
@@ -129,12 +129,8 @@ pub(crate) fn record_budget_refusal() {
     counter!(RETRY_BUDGET_REFUSALS_TOTAL).increment(1);
 }
 
-pub(crate) fn record_breaker_state(host: &str, state: BreakerState) {
-    let value = match state {
-        BreakerState::Closed => 0.0,
-        BreakerState::HalfOpen => 1.0,
-        BreakerState::Open => 2.0,
-    };
+/// `value`: 0 closed, 1 half-open, 2 open.
+pub(crate) fn record_breaker_state(host: &str, value: f64) {
     gauge!(BREAKER_STATE, "host" => host.to_owned()).set(value);
 }
 

@@ -11,8 +11,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use super::error::answer_class;
-use super::read_body::errcode;
+use super::read_body::{answer_class, errcode};
 use super::{ClientError, ErrorClass};
 
 /// Marks a request as safe to repeat even when WeChat may already have carried it out
