@@ -387,11 +387,24 @@ async fn sends_go_only_through_a_client_of_their_kind_and_need_an_agentid() {
 
 #[tokio::test]
 async fn get_json_reads_an_answer_and_is_retried_as_idempotent() {
+    #[derive(serde::Deserialize)]
+    struct CallbackIps {
+        ip_list: Vec<String>,
+    }
     let standin = StandIn::start().await;
+    // A dropped connection and a 502: ambiguous, retried for a GET.
+    standin.message_plan(|_, _, attempt| match attempt {
+        1 => Act::DropAfter,
+        2 => Act::Status(502),
+        _ => Act::Normal,
+    });
     let client = wechat(&standin);
-    // The stand-in has no /cgi-bin/getcallbackip: axum's 404, a rejected call.
+    let ips: CallbackIps = client.get_json("/cgi-bin/getcallbackip").await.unwrap();
+    assert_eq!(ips.ip_list, ["127.0.0.1"]);
+    assert_eq!(standin.api_requests(), 3);
+    // An unknown path: axum's 404, a rejected call; a path off the base is refused unsent.
     let error = client
-        .get_json::<serde_json::Value>("/cgi-bin/getcallbackip")
+        .get_json::<serde_json::Value>("/cgi-bin/nothing-here")
         .await
         .unwrap_err();
     assert_eq!(error.class(), ErrorClass::Rejected);
@@ -401,4 +414,67 @@ async fn get_json_reads_an_answer_and_is_retried_as_idempotent() {
             .await,
         Err(ClientError::InvalidInput(_))
     ));
+}
+
+struct LogWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_2023_template_rules_warn_once_and_logs_hold_no_secret_or_userid() {
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || LogWriter(writer.clone()))
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let standin = StandIn::start().await;
+    let client = wechat(&standin);
+    for n in 0..3 {
+        let message = TemplateMessage::new("oUser1234567", "TPL_2023")
+            .data("first", "Hello")
+            .data(
+                "thing1",
+                format!("a value well over twenty characters, number {n}"),
+            )
+            .data("remark", "Bye");
+        // Sent anyway.
+        client.send_template_message(&message).await.unwrap();
+    }
+    let app = client.account(wecom_account(&standin, 0)).unwrap();
+    standin.revoke_tokens();
+    app.send_wecom_message(&WeComMessage::text("partial").to_users(["zhangsan", "ghostuser1"]))
+        .await
+        .unwrap();
+
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    for field in ["\"first\"", "\"remark\"", "\"thing1\""] {
+        let lines = logs
+            .lines()
+            .filter(|line| line.contains("TPL_2023") && line.contains(field))
+            .count();
+        assert_eq!(lines, 1, "{field} warned once: {logs}");
+    }
+    assert_eq!(standin.deliveries().len(), 4);
+    assert!(logs.contains("some recipients only"), "{logs}");
+    for secret in [
+        SECRET,
+        WECOM_APPS[0].0,
+        "ghostuser1",
+        "oUser1234567",
+        "WECOM_TOKEN_",
+    ] {
+        assert!(!logs.contains(secret), "{secret} in {logs}");
+    }
 }

@@ -5,7 +5,8 @@
 //!
 //! WeChat (Official Accounts, Mini Programs): `/cgi-bin/token`, `/cgi-bin/stable_token`,
 //! `message/template/send`, `message/custom/send`, `message/subscribe/send` (answers a msgid)
-//! and `message/subscribe/bizsend` (answers none).
+//! and `message/subscribe/bizsend` (answers none); `GET /cgi-bin/getcallbackip` (keyed
+//! `getcallbackip` for the plans).
 //!
 //! WeCom, as its docs say: `GET /cgi-bin/gettoken?corpid&corpsecret` issues a token per app
 //! (per secret) and hands the same one out again while it is valid; `POST
@@ -137,6 +138,7 @@ impl StandIn {
             .route("/cgi-bin/message/subscribe/send", post(subscribe_send))
             .route("/cgi-bin/message/subscribe/bizsend", post(bizsend))
             .route("/cgi-bin/gettoken", get(wecom_token))
+            .route("/cgi-bin/getcallbackip", get(callback_ip))
             .route("/cgi-bin/message/send", post(wecom_send))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -787,4 +789,26 @@ async fn wecom_send_task(
         .unwrap()
         .extend(partial.as_object().unwrap().clone());
     after(act, answer)
+}
+
+/// `GET /cgi-bin/getcallbackip`: WeChat's callback addresses (here, loopback).
+async fn callback_ip(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let n = shared.api_requests.fetch_add(1, Ordering::SeqCst);
+    let attempt = {
+        let mut attempts = shared.attempts.lock().unwrap();
+        let times = attempts.entry("getcallbackip".to_owned()).or_default();
+        times.push(Instant::now());
+        times.len()
+    };
+    let act = (shared.api_plan.lock().unwrap())(n, "getcallbackip", attempt);
+    if let Err(response) = before(act, &shared).await {
+        return response;
+    }
+    if let Some(error) = shared.check(&query) {
+        return json_response(error);
+    }
+    after(act, json!({"ip_list": ["127.0.0.1"]}))
 }
