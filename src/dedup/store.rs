@@ -108,6 +108,8 @@ impl std::error::Error for StoreError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use http::{HeaderValue, StatusCode};
 
     #[test]
     fn stored_response_round_trips() {

@@ -13,9 +13,9 @@
 mod dead;
 mod record;
 mod replay;
-mod writer;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -645,7 +645,7 @@ impl Journal for FileJournal {
             state.disk -= size;
             return Box::pin(std::future::ready(Err(error)));
         }
-        let mut guard = AppendGuard {
+        let guard = AppendGuard {
             inner: self.inner.clone(),
             id,
             armed: true,

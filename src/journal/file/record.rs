@@ -213,7 +213,10 @@ mod tests {
         };
         assert_eq!((kind, size), (APPEND, RECORD_HEADER + 13));
         assert_eq!(&payload[8..], b"entry");
-        assert!(matches!(parse(&out[size..]), Parsed::Record { kind: FINISH, .. }));
+        assert!(matches!(
+            parse(&out[size..]),
+            Parsed::Record { kind: FINISH, .. }
+        ));
         for cut in 0..size {
             assert_eq!(parse(&out[..cut]), Parsed::Bad, "cut at {cut}");
         }

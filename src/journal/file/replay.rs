@@ -51,9 +51,13 @@ pub(super) fn open(dir: &Path, settings: Settings) -> Result<FileJournal, Journa
 
     // A fresh head segment for this run; the segments read stay as they are.
     let head_seq = last.map_or(1, |last| last + 1);
-    let cannot_write =
-        |error: io::Error| unavailable(format!("cannot write in journal directory {shown}: {error}"));
-    let head = Arc::new(writer::create_segment(dir, head_seq, state.next_id).map_err(cannot_write)?);
+    let cannot_write = |error: io::Error| {
+        unavailable(format!(
+            "cannot write in journal directory {shown}: {error}"
+        ))
+    };
+    let head =
+        Arc::new(writer::create_segment(dir, head_seq, state.next_id).map_err(cannot_write)?);
     let (dead, dead_size, _) = dead::open(dir).map_err(cannot_write)?;
     writer::sync_dir(dir).map_err(cannot_write)?;
     state.segments.insert(
@@ -96,7 +100,9 @@ pub(super) fn open(dir: &Path, settings: Settings) -> Result<FileJournal, Journa
     let writer = std::thread::Builder::new()
         .name("file-journal".into())
         .spawn(move || writer.run())
-        .map_err(|error| unavailable(format!("cannot start the journal's writer thread: {error}")))?;
+        .map_err(|error| {
+            unavailable(format!("cannot start the journal's writer thread: {error}"))
+        })?;
     let journal = FileJournal {
         inner,
         commands: Some(commands),
@@ -134,7 +140,11 @@ fn lock(dir: &Path) -> Result<File, JournalError> {
         Err(fs4::TryLockError::WouldBlock) => {
             let holder = fs::read_to_string(&path).unwrap_or_default();
             let holder = holder.trim();
-            let holder: String = holder.chars().filter(char::is_ascii_digit).take(20).collect();
+            let holder: String = holder
+                .chars()
+                .filter(char::is_ascii_digit)
+                .take(20)
+                .collect();
             return Err(unavailable(format!(
                 "journal directory {} is in use: {} is locked by another process{}",
                 dir.display(),

@@ -150,7 +150,10 @@ impl Writer {
         }
         let mut outcome = Ok(());
         if !letters.is_empty() {
-            let all: Vec<u8> = letters.iter().flat_map(|(letter, ..)| letter.iter().copied()).collect();
+            let all: Vec<u8> = letters
+                .iter()
+                .flat_map(|(letter, ..)| letter.iter().copied())
+                .collect();
             match self.write_dead(&all) {
                 Ok(()) => {
                     for (_, record, done) in letters {
@@ -228,7 +231,10 @@ impl Writer {
                 }
                 if carry.len() > MAX_CARRY {
                     state.disk -= carry.len() as u64;
-                    tracing::error!(bytes = carry.len(), "file journal: dropped finish records that could not be written; those entries run again after a restart");
+                    tracing::error!(
+                        bytes = carry.len(),
+                        "file journal: dropped finish records that could not be written; those entries run again after a restart"
+                    );
                     carry.clear();
                 }
                 self.carry = carry;
@@ -262,9 +268,12 @@ impl Writer {
         let injected = self.inner.faults.take();
         #[cfg(not(test))]
         let injected: Option<io::Error> = None;
+        #[cfg(test)]
+        self.inner.faults.delay();
         let written = match injected {
-            Some(error) => record::write_at(&self.head.file, &buf[..buf.len() / 2], offset)
-                .and(Err(error)),
+            Some(error) => {
+                record::write_at(&self.head.file, &buf[..buf.len() / 2], offset).and(Err(error))
+            }
             None => record::write_at(&self.head.file, buf, offset)
                 .and_then(|()| self.head.file.sync_data()),
         };
@@ -496,7 +505,10 @@ impl Writer {
         }
         Counters::add(&self.inner.counters.compactions, 1);
         Counters::add(&self.inner.counters.compacted_entries, moved.0);
-        Ok(state.segments.get(&seq).is_none_or(|segment| segment.live == 0))
+        Ok(state
+            .segments
+            .get(&seq)
+            .is_none_or(|segment| segment.live == 0))
     }
 }
 
