@@ -20,6 +20,21 @@ const LONG: Duration = Duration::from_secs(3600);
 /// Set in the child process: the journal directory and the round.
 const CHILD: &str = "TOWER_WECHAT_FILE_JOURNAL_CHILD";
 
+/// One test at a time: a child process forked by one test holds copies of the parent's
+/// descriptors until it execs, so a journal another test drops and reopens in that window
+/// would still be locked (by the same lock, through the copy).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn reopen(dir: &Path) -> FileJournal {
+    FileJournal::open(dir).unwrap_or_else(|error| panic!("reopen: {error}"))
+}
+
 fn entry(nonce: &str, body_len: usize) -> JournalEntry {
     JournalEntry {
         path: "/wechat".into(),
@@ -90,6 +105,7 @@ fn kill_9_in_a_burst_loses_no_acknowledged_entry() {
     if let Ok(spec) = std::env::var(CHILD) {
         child(&spec);
     }
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime();
     for (round, kill_after) in [(1, 200), (2, 2_000), (3, 6_000)] {
@@ -134,7 +150,7 @@ fn kill_9_in_a_burst_loses_no_acknowledged_entry() {
             }
         }
 
-        let journal = FileJournal::open(dir.path()).unwrap();
+        let journal = reopen(dir.path());
         let pending = journal.stats().pending;
         let reclaimed = runtime.block_on(journal.reclaim(LONG, usize::MAX)).unwrap();
         assert_eq!(reclaimed.len() as u64, pending);
@@ -226,6 +242,7 @@ impl Drop for Tmpfs {
 #[test]
 #[ignore = "needs root to mount a tmpfs: run scripts/test (CI runs as root)"]
 fn a_full_disk_fails_appends_unavailable_and_the_journal_works_again_when_space_returns() {
+    let _serial = one_at_a_time();
     let fs = Tmpfs::mount("2m");
     let dir: PathBuf = fs.path().join("journal");
     std::fs::create_dir(&dir).unwrap();
@@ -264,7 +281,7 @@ fn a_full_disk_fails_appends_unavailable_and_the_journal_works_again_when_space_
     acked.push((id, "after".into()));
     drop(journal);
 
-    let journal = FileJournal::open(&dir).unwrap();
+    let journal = reopen(&dir);
     let reclaimed = runtime.block_on(journal.reclaim(LONG, usize::MAX)).unwrap();
     let found: HashSet<_> = reclaimed
         .iter()
@@ -281,6 +298,7 @@ fn a_full_disk_fails_appends_unavailable_and_the_journal_works_again_when_space_
 #[test]
 #[ignore = "needs root to mount a tmpfs: run scripts/test (CI runs as root)"]
 fn a_read_only_journal_path_fails_open_clearly_and_loses_nothing() {
+    let _serial = one_at_a_time();
     // (A live switch to read-only cannot be made: Linux refuses to remount a file system
     // read-only while files on it are open for writing. The full-disk test covers writes
     // failing under an open journal.)
@@ -299,7 +317,7 @@ fn a_read_only_journal_path_fails_open_clearly_and_loses_nothing() {
         "{error}"
     );
     fs.remount("rw");
-    let journal = FileJournal::open(fs.path()).unwrap();
+    let journal = reopen(fs.path());
     let reclaimed = runtime.block_on(journal.reclaim(LONG, usize::MAX)).unwrap();
     assert_eq!(reclaimed.len(), 1);
     assert_eq!(

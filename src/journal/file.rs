@@ -492,7 +492,10 @@ impl FileJournal {
         let synced = match self.send(Command::Sync { records, done }) {
             Ok(()) => result.await.unwrap_or_else(|_| Err(writer_stopped())),
             Err(error) => {
-                self.inner.lock().disk -= bytes;
+                {
+                    let mut state = self.inner.lock();
+                    state.disk = state.disk.saturating_sub(bytes);
+                }
                 Err(error)
             }
         };
@@ -577,8 +580,8 @@ impl State {
         if let Some(loc) = slot.loc
             && let Some(segment) = self.segments.get_mut(&loc.segment)
         {
-            segment.live -= 1;
-            segment.live_bytes -= u64::from(loc.len);
+            segment.live = segment.live.saturating_sub(1);
+            segment.live_bytes = segment.live_bytes.saturating_sub(u64::from(loc.len));
         }
         true
     }
@@ -642,7 +645,7 @@ impl Journal for FileJournal {
         }) {
             let mut state = self.inner.lock();
             state.remove(id);
-            state.disk -= size;
+            state.disk = state.disk.saturating_sub(size);
             return Box::pin(std::future::ready(Err(error)));
         }
         let guard = AppendGuard {
@@ -747,7 +750,10 @@ impl Journal for FileJournal {
                 record,
                 done,
             }) {
-                self.inner.lock().disk -= bytes;
+                {
+                    let mut state = self.inner.lock();
+                    state.disk = state.disk.saturating_sub(bytes);
+                }
                 return Err(error);
             }
             result.await.unwrap_or_else(|_| Err(writer_stopped()))?;

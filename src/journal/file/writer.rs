@@ -121,7 +121,8 @@ impl Writer {
     /// waiters and how it went.
     fn commit(&mut self, batch: Vec<Command>) -> (Vec<Done>, Result<(), String>) {
         let mut buf = std::mem::take(&mut self.carry);
-        let mut notes = vec![0..buf.len()];
+        let mut notes = Vec::new();
+        notes.push(0..buf.len()); // the records carried from a failed batch come first
         let mut appends = Vec::new();
         let mut waiters = Vec::new();
         let mut letters = Vec::new();
@@ -165,7 +166,7 @@ impl Writer {
                     let message = self.failed("dead.log", &error);
                     let mut state = self.inner.lock();
                     for (_, record, done) in letters {
-                        state.disk -= record.len() as u64;
+                        state.disk = state.disk.saturating_sub(record.len() as u64);
                         let _ = done.send(Err(JournalError::Unavailable(message.clone())));
                     }
                     outcome = Err(message);
@@ -222,15 +223,15 @@ impl Writer {
                 let mut state = self.inner.lock();
                 for (id, _, len, done) in appends {
                     state.remove(id);
-                    state.disk -= u64::from(len);
+                    state.disk = state.disk.saturating_sub(u64::from(len));
                     let _ = done.send(Err(JournalError::Unavailable(message.clone())));
                 }
                 for (done, len) in waiters {
-                    state.disk -= len;
+                    state.disk = state.disk.saturating_sub(len);
                     let _ = done.send(Err(JournalError::Unavailable(message.clone())));
                 }
                 if carry.len() > MAX_CARRY {
-                    state.disk -= carry.len() as u64;
+                    state.disk = state.disk.saturating_sub(carry.len() as u64);
                     tracing::error!(
                         bytes = carry.len(),
                         "file journal: dropped finish records that could not be written; those entries run again after a restart"
@@ -337,10 +338,10 @@ impl Writer {
             return Err(error);
         }
         self.dead_size += buf.len() as u64;
-        if self.dead_size >= self.inner.settings.dead_letter_size {
-            if let Err(error) = self.rotate_dead() {
-                tracing::error!(dir = %self.inner.dir.display(), %error, "file journal: cannot rotate dead.log; it keeps growing");
-            }
+        if self.dead_size >= self.inner.settings.dead_letter_size
+            && let Err(error) = self.rotate_dead()
+        {
+            tracing::error!(dir = %self.inner.dir.display(), %error, "file journal: cannot rotate dead.log; it keeps growing");
         }
         Ok(())
     }
@@ -403,7 +404,7 @@ impl Writer {
                     }
                     let mut state = self.inner.lock();
                     if let Some(segment) = state.segments.remove(&seq) {
-                        state.disk -= segment.size;
+                        state.disk = state.disk.saturating_sub(segment.size);
                     }
                     Counters::add(&self.inner.counters.deleted_segments, 1);
                     deleted = true;
@@ -471,7 +472,10 @@ impl Writer {
         let offset = match self.write_head(&buf) {
             Ok(offset) => offset,
             Err(error) => {
-                self.inner.lock().disk -= buf.len() as u64;
+                {
+                    let mut state = self.inner.lock();
+                    state.disk = state.disk.saturating_sub(buf.len() as u64);
+                }
                 return Err(error);
             }
         };
@@ -492,8 +496,8 @@ impl Writer {
                 len,
             });
             if let Some(segment) = state.segments.get_mut(&old.segment) {
-                segment.live -= 1;
-                segment.live_bytes -= u64::from(old.len);
+                segment.live = segment.live.saturating_sub(1);
+                segment.live_bytes = segment.live_bytes.saturating_sub(u64::from(old.len));
             }
             moved.0 += 1;
             moved.1 += u64::from(len);
