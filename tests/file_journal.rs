@@ -62,13 +62,16 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The child: appends from 16 tasks until it is killed, printing `acked <nonce>` once each
-/// append returned, finishing every third entry (`finished <nonce>` once `finish`
-/// returned) and releasing every fifth, in small segments so that rotation, deletion and
-/// compaction run during the burst.
+/// append returned; it finishes 8 entries in 10 (`finished <nonce>` once `finish`
+/// returned), releases one and leaves one running, in small segments compacted at any age
+/// and a small budget (compactions under pressure), so that rotation, deletion and
+/// compaction run during the burst (`stats <compactions>
+/// <deleted segments>` every 20 ms).
 fn child(spec: &str) -> ! {
     let (dir, round) = spec.split_once('|').unwrap();
     let journal = Arc::new(
         FileJournal::options()
+            .budget(2 * 1024 * 1024)
             .segment_size(64 * 1024)
             .compact_after(Duration::ZERO)
             .open(dir)
@@ -84,15 +87,25 @@ fn child(spec: &str) -> ! {
                     let nonce = format!("r{round}-t{task}-{n}");
                     let id = journal.append(&entry(&nonce, 300)).await.unwrap();
                     println!("acked {nonce}");
-                    if n % 3 == 0 {
-                        journal.finish(&id).await.unwrap();
-                        println!("finished {nonce}");
-                    } else if n % 5 == 0 {
-                        journal.release(&id).await.unwrap();
+                    match n % 10 {
+                        0 => journal.release(&id).await.unwrap(),
+                        5 => {} // still running when the process dies
+                        _ => {
+                            journal.finish(&id).await.unwrap();
+                            println!("finished {nonce}");
+                        }
                     }
                 }
             }));
         }
+        let monitor = journal.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let stats = monitor.stats();
+                println!("stats {} {}", stats.compactions, stats.deleted_segments);
+            }
+        });
         for task in tasks {
             task.await.unwrap();
         }
@@ -108,6 +121,7 @@ fn kill_9_in_a_burst_loses_no_acknowledged_entry() {
     let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime();
+    let (mut child_compactions, mut child_deletions) = (0u64, 0u64);
     for (round, kill_after) in [(1, 200), (2, 2_000), (3, 6_000)] {
         let mut process = Command::new(std::env::current_exe().unwrap())
             .args([
@@ -125,7 +139,11 @@ fn kill_9_in_a_burst_loses_no_acknowledged_entry() {
         let started = Instant::now();
         while acked.len() < kill_after {
             let line = lines.next().expect("the child stopped").unwrap();
-            if let Some(nonce) = line.strip_prefix("acked ") {
+            if let Some(stats) = line.strip_prefix("stats ") {
+                let (compactions, deleted) = stats.split_once(' ').unwrap();
+                child_compactions = child_compactions.max(compactions.parse().unwrap());
+                child_deletions = child_deletions.max(deleted.parse().unwrap());
+            } else if let Some(nonce) = line.strip_prefix("acked ") {
                 acked.insert(nonce.to_owned());
                 if acked.len() == 1 {
                     // Another process holds the directory: refused, by name.
@@ -180,7 +198,8 @@ fn kill_9_in_a_burst_loses_no_acknowledged_entry() {
         let stats = journal.stats();
         assert_eq!(stats.corrupt_records, 0, "round {round}: {stats:?}");
         eprintln!(
-            "round {round}: {} acked ({} finished) before SIGKILL, {} found again, {} segments",
+            "round {round}: {} acked ({} finished) before SIGKILL, {} found again, {} segments; \
+             the children compacted {child_compactions} and deleted {child_deletions} segments so far",
             acked.len(),
             finished.len(),
             reclaimed.len(),
@@ -194,6 +213,11 @@ fn kill_9_in_a_burst_loses_no_acknowledged_entry() {
             journal.flush().await.unwrap();
         });
     }
+    // The kills came while segments were being compacted and deleted.
+    assert!(
+        child_compactions > 0 && child_deletions > 0,
+        "{child_compactions} compactions, {child_deletions} deletions in the children"
+    );
 }
 
 /// A tmpfs of `size` mounted on a fresh directory; unmounted when dropped.

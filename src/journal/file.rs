@@ -67,14 +67,18 @@ pub use dead::DeadLetter;
 /// by another format version makes `open` fail.
 ///
 /// **Space.** Segments are cut at [`segment_size`](FileJournalOptions::segment_size)
-/// (64 MiB by default, at most a quarter of the budget); the oldest segments are deleted as
-/// soon as none of their entries is left, and an old segment that still holds a few (at
-/// most a quarter of its bytes) is compacted once it is
-/// [`compact_after`](FileJournalOptions::compact_after) old, or at once when the journal
-/// is half full: those entries are written again at the head, synced, and the old file is
-/// deleted. The segments may take [`budget`](FileJournalOptions::budget) bytes (1 GiB by
-/// default): an append that would go over fails with [`JournalError::Full`] (the hand-off
-/// then answers `503`, so WeChat retries). An entry of more than 16 MiB is `Full` too.
+/// (64 MiB by default, at most a quarter of the budget). Segments are deleted oldest first
+/// (a segment's finish records may be all that keeps an older segment's entries from
+/// coming back), as soon as none of their entries is left. The oldest segment is compacted
+/// — its live entries written again at the head, synced, then the file deleted — when at
+/// most a quarter of its bytes are live entries and it is
+/// [`compact_after`](FileJournalOptions::compact_after) old (60 s by default), or, once the
+/// segments take more than half the budget, when at most three quarters are; one
+/// compaction per batch, so appends go on meanwhile. The segments may take
+/// [`budget`](FileJournalOptions::budget) bytes (1 GiB by default): an append that would go
+/// over fails with [`JournalError::Full`] (the hand-off then answers `503`, so WeChat
+/// retries); nothing unfinished is ever trimmed. An entry of more than 16 MiB is `Full`
+/// too.
 ///
 /// **Failures.** A directory that is missing (unless
 /// [`create_dir`](FileJournalOptions::create_dir)), not a directory, not writable, locked by
@@ -298,9 +302,10 @@ impl FileJournalOptions {
         self
     }
 
-    /// How old a segment must be before its last few entries are written again at the head
-    /// so it can be deleted (default 60 s; at once when the journal is half full). Keep it
-    /// above your handlers' usual run time, so entries mostly finish rather than move.
+    /// How old a segment must be before its last few entries (at most a quarter of its
+    /// bytes) are written again at the head so it can be deleted (default 60 s; past half
+    /// the budget, at any age). Keep it above your handlers' usual run time, so entries
+    /// mostly finish rather than move.
     pub fn compact_after(mut self, age: Duration) -> Self {
         self.settings.compact_after = age;
         self

@@ -590,3 +590,84 @@ async fn errors_and_debug_show_no_callback_content() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn an_entry_damaged_after_open_is_dropped_by_reclaim_not_handed_out_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::open(dir.path()).unwrap();
+    let damaged = journal.append(&entry(1)).await.unwrap();
+    let fine = journal.append(&entry(2)).await.unwrap();
+    journal.release(&damaged).await.unwrap();
+    journal.release(&fine).await.unwrap();
+    let loc = {
+        let state = journal.inner.lock();
+        state.slots[&damaged.as_str().parse::<u64>().unwrap()]
+            .loc
+            .unwrap()
+    };
+    let file = segment_files(dir.path()).pop().unwrap();
+    let mut bytes = fs::read(&file).unwrap();
+    bytes[loc.offset as usize + 30] ^= 0x01;
+    record::write_at(
+        &fs::OpenOptions::new().write(true).open(&file).unwrap(),
+        &bytes,
+        0,
+    )
+    .unwrap();
+
+    let again = journal.reclaim(Duration::ZERO, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, fine);
+    assert_eq!(journal.stats().corrupt_records, 1);
+    assert_eq!(journal.pending().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn past_half_the_budget_denser_segments_are_compacted_so_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB segments; compaction by age never (only the budget's pressure).
+    let journal = FileJournal::options()
+        .budget(512 * 1024)
+        .compact_after(LONG)
+        .open(dir.path())
+        .unwrap();
+    // 1 entry in 5 stays (about 20% of each segment's bytes): 2000 entries of about
+    // 530 bytes are about 1 MiB written, 210 KiB live.
+    let journal = Arc::new(journal);
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let journal = journal.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in (task..2000).step_by(8) {
+                let big = JournalEntry {
+                    body: Bytes::from(vec![b'x'; 400]),
+                    ..entry(n)
+                };
+                let id = journal
+                    .append(&big)
+                    .await
+                    .unwrap_or_else(|error| panic!("append {n}: {error} {:?}", journal.stats()));
+                if n % 5 != 0 {
+                    journal.finish(&id).await.unwrap();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    journal.flush().await.unwrap();
+    let stats = journal.stats();
+    assert!(stats.compactions >= 2, "{stats:?}");
+    assert!(stats.bytes <= 512 * 1024, "{stats:?}");
+    assert_eq!(stats.pending, 400);
+    drop(Arc::into_inner(journal).unwrap());
+    let journal = FileJournal::open(dir.path()).unwrap();
+    let again = journal.reclaim(LONG, usize::MAX).await.unwrap();
+    assert_eq!(again.len(), 400);
+    assert!(
+        again
+            .iter()
+            .all(|r| r.entry.query.nonce[1..].parse::<u32>().unwrap() % 5 == 0)
+    );
+}

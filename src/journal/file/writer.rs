@@ -367,8 +367,13 @@ impl Writer {
 
     /// Deletes the oldest segments none of whose entries is left; compacts the oldest one
     /// when few are left in it.
+    ///
+    /// A segment is compacted when at most a quarter of its bytes are live entries and it
+    /// is `compact_after` old, or — when the journal is past half its budget — when at
+    /// most three quarters are; one compaction per call, so appends go on between them.
     fn maintain(&mut self) {
         let mut deleted = false;
+        let mut compacted = false;
         loop {
             let step = {
                 let state = self.inner.lock();
@@ -382,11 +387,13 @@ impl Writer {
                 let aged = segment
                     .sealed_at
                     .is_none_or(|at| at.elapsed() >= settings.compact_after);
+                let sparse = segment.live_bytes * 4 <= segment.size;
+                let pressed =
+                    state.disk * 2 > settings.budget && segment.live_bytes * 4 <= segment.size * 3;
                 if segment.live == 0 {
                     Step::Delete(seq)
-                } else if segment.live_bytes * 4 <= segment.size
-                    && (aged || state.disk * 2 > settings.budget)
-                {
+                } else if !compacted && ((sparse && aged) || pressed) {
+                    compacted = true;
                     Step::Compact(seq, segment.file.clone())
                 } else {
                     break;
