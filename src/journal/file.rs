@@ -751,6 +751,7 @@ impl Journal for FileJournal {
             self.inner.lock().disk += bytes;
             let (done, result) = oneshot::channel();
             if let Err(error) = self.send(Command::Dead {
+                id,
                 letter,
                 record,
                 done,
@@ -761,8 +762,14 @@ impl Journal for FileJournal {
                 }
                 return Err(error);
             }
-            result.await.unwrap_or_else(|_| Err(writer_stopped()))?;
-            self.inner.lock().remove(id);
+            // The writer took it out of the index once its dead record was written.
+            if let Err(error) = result.await.unwrap_or_else(|_| Err(writer_stopped())) {
+                // Still here: handed out again after the lease, and given up again then.
+                if let Some(slot) = self.inner.lock().slots.get_mut(&id) {
+                    slot.run = Run::Released(Instant::now());
+                }
+                return Err(error);
+            }
             Counters::add(&self.inner.counters.dead_letters, 1);
             Ok(())
         })

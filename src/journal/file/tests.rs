@@ -671,3 +671,30 @@ async fn past_half_the_budget_denser_segments_are_compacted_so_appends_go_on() {
             .all(|r| r.entry.query.nonce[1..].parse::<u32>().unwrap() % 5 == 0)
     );
 }
+
+#[tokio::test]
+async fn a_dead_letter_that_cannot_be_recorded_stays_and_is_handed_out_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = FileJournal::open(dir.path()).unwrap();
+    let id = journal.append(&entry(1)).await.unwrap();
+    journal.inner.faults.fail_writes.store(1, Ordering::SeqCst);
+    let error = journal
+        .dead_letter(&id, &entry(1), "gave up")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, JournalError::Unavailable(_)), "{error}");
+    assert_eq!(journal.pending().await.unwrap(), 1, "not lost");
+    let again = journal.reclaim(Duration::ZERO, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    journal
+        .dead_letter(&id, &again[0].entry, "gave up")
+        .await
+        .unwrap();
+    assert_eq!(journal.pending().await.unwrap(), 0);
+    drop(journal);
+    let journal = FileJournal::open(dir.path()).unwrap();
+    assert_eq!(journal.stats().pending, 0);
+    // dead.log had the first one before the journal's record failed: listed twice.
+    let letters = journal.dead_letters().unwrap();
+    assert_eq!(letters.last().unwrap().entry.attempt, 2);
+}

@@ -26,8 +26,11 @@ pub(crate) enum Command {
     Note { record: Vec<u8> },
     /// Records answered once they are synced (delivery counts).
     Sync { records: Vec<u8>, done: Done },
-    /// A dead letter for `dead.log` (synced first), then its record for the segment.
+    /// A dead letter for `dead.log` (synced first), then its record for the segment; entry
+    /// `id` leaves the index once both are written (before any compaction could copy it
+    /// past its dead record).
     Dead {
+        id: u64,
         letter: Vec<u8>,
         record: Vec<u8>,
         done: Done,
@@ -142,22 +145,25 @@ impl Writer {
                     buf.extend_from_slice(&records);
                 }
                 Command::Dead {
+                    id,
                     letter,
                     record,
                     done,
-                } => letters.push((letter, record, done)),
+                } => letters.push((id, letter, record, done)),
                 Command::Flush { done } => flushes.push(done),
             }
         }
         let mut outcome = Ok(());
+        let mut dead = Vec::new();
         if !letters.is_empty() {
             let all: Vec<u8> = letters
                 .iter()
-                .flat_map(|(letter, ..)| letter.iter().copied())
+                .flat_map(|(_, letter, ..)| letter.iter().copied())
                 .collect();
             match self.write_dead(&all) {
                 Ok(()) => {
-                    for (_, record, done) in letters {
+                    for (id, _, record, done) in letters {
+                        dead.push(id);
                         waiters.push((done, record.len() as u64));
                         buf.extend_from_slice(&record);
                     }
@@ -165,7 +171,7 @@ impl Writer {
                 Err(error) => {
                     let message = self.failed("dead.log", &error);
                     let mut state = self.inner.lock();
-                    for (_, record, done) in letters {
+                    for (_, _, record, done) in letters {
                         state.disk = state.disk.saturating_sub(record.len() as u64);
                         let _ = done.send(Err(JournalError::Unavailable(message.clone())));
                     }
@@ -203,6 +209,9 @@ impl Writer {
                         head.size = self.head.size;
                         head.live += live.0;
                         head.live_bytes += live.1;
+                    }
+                    for id in dead {
+                        state.remove(id);
                     }
                 }
                 Counters::add(&self.inner.counters.appends, appends.len() as u64);
