@@ -54,7 +54,9 @@ pub use dead::DeadLetter;
 /// handed out again anyway. The delivery count of each entry handed out by
 /// [`reclaim`](Journal::reclaim) is synced before `reclaim` returns, so a handler that
 /// crashes the whole process still ends in the dead letters after the hand-off's last
-/// delivery. The directory is synced after a file is created, renamed or deleted.
+/// delivery. The directory is synced after a file is created, renamed or deleted. An
+/// append whose caller stops waiting (its timeout) is still written, and is then handed
+/// out again after the lease, as by a journal shared by replicas.
 ///
 /// **Replay.** [`open`](Self::open) reads the segments in order. Every entry left by the
 /// previous run is handed out by the next `reclaim` at once, whatever the lease. A torn
@@ -63,8 +65,9 @@ pub use dead::DeadLetter;
 /// damage — ends the reading of that segment: the rest of it is skipped with an ERROR line
 /// naming the file, the offset and the bytes, and counted in
 /// [`FileJournalStats::corrupt_bytes`]; the journal opens with what it could read, rather
-/// than refuse to start (which would lose every callback from then on). A segment written
-/// by another format version makes `open` fail.
+/// than refuse to start (which would lose every callback from then on). A segment file
+/// without a readable header is moved aside (`….log.unreadable`, ERROR line). A segment
+/// written by another format version makes `open` fail.
 ///
 /// **Space.** Segments are cut at [`segment_size`](FileJournalOptions::segment_size)
 /// (64 MiB by default, at most a quarter of the budget). Segments are deleted oldest first
@@ -88,7 +91,11 @@ pub use dead::DeadLetter;
 /// that is not stored — with one ERROR line per run of failures; the segment is cut back to
 /// its last synced byte (or a new one is started) and the next batch tries again, so the
 /// journal works again once the disk does. Unwaited `finish` records of a failed batch are
-/// kept and written with the next one (up to 1 MiB of them).
+/// kept and written with the next one (up to 1 MiB of them). Should the cut itself fail,
+/// an append refused this way may still be found after a restart and run then (at least
+/// once: WeChat's retry of it is answered by the dedup store), and a dead letter whose
+/// journal record failed stays in the journal (handed out again after the lease) and may
+/// be listed twice in `dead.log`.
 ///
 /// **Dead letters.** [`dead_letter`](Journal::dead_letter) appends the entry and the reason
 /// to `dead.log` (synced) before it leaves the journal; [`dead_letters`](Self::dead_letters)
