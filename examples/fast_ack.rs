@@ -124,7 +124,9 @@ pub fn journal_from_env() -> Result<Option<Handoff>, Box<dyn Error>> {
         "memory" => Handoff::new(MemoryJournal::new()),
         file if file.starts_with("file:") => {
             let dir = &file["file:".len()..];
-            Handoff::new(FileJournal::open(dir).map_err(|error| format!("WECHAT_JOURNAL: {error}"))?)
+            Handoff::new(
+                FileJournal::open(dir).map_err(|error| format!("WECHAT_JOURNAL: {error}"))?,
+            )
         }
         #[cfg(feature = "redis")]
         url if url.starts_with("redis://") || url.starts_with("rediss://") => Handoff::new(
@@ -136,9 +138,7 @@ pub fn journal_from_env() -> Result<Option<Handoff>, Box<dyn Error>> {
             return Err("WECHAT_JOURNAL is a Redis URL: build with --features redis".into());
         }
         _ => {
-            return Err(
-                "WECHAT_JOURNAL: expected memory, file:PATH, redis://… or none".into(),
-            );
+            return Err("WECHAT_JOURNAL: expected memory, file:PATH, redis://… or none".into());
         }
     };
     Ok(Some(handoff.lease(lease)))
@@ -173,7 +173,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Ok(url) => {
             println!("Dedup keys in Redis at {url}");
             let store = tower_wechat::dedup::RedisStore::open(&url)?;
-            app(stack.dedup(|_| tower_wechat::DedupLayer::with_store(store)), delay)
+            app(
+                stack.dedup(|_| tower_wechat::DedupLayer::with_store(store)),
+                delay,
+            )
         }
         #[cfg(not(feature = "redis"))]
         Ok(_) => return Err("REDIS_URL is set: build with --features redis".into()),

@@ -8,7 +8,7 @@
 //! stores each verified callback **before it runs the handler** (so before anything goes back
 //! to WeChat), and the entry leaves the journal only when a handler has finished it. What a
 //! dead process left is run again by the recovery worker: by the same node when it restarts
-//! (a `FileJournal` on its disk) or by any live replica (`RedisJournal`, feature `redis`).
+//! (a [`FileJournal`] on its disk) or by any live replica (`RedisJournal`, feature `redis`).
 //!
 //! This module holds the data ([`JournalEntry`], [`EntryId`]) and the [`Journal`] trait;
 //! the implementations and the recovery worker need the `fast-ack` feature.
@@ -20,6 +20,8 @@
 
 mod entry;
 mod error;
+#[cfg(all(feature = "fast-ack", any(unix, windows)))]
+mod file;
 #[cfg(feature = "fast-ack")]
 mod handle;
 #[cfg(feature = "fast-ack")]
@@ -36,6 +38,8 @@ mod worker;
 
 pub use entry::{EntryId, JournalEntry};
 pub use error::JournalError;
+#[cfg(all(feature = "fast-ack", any(unix, windows)))]
+pub use file::{DeadLetter, FileJournal, FileJournalOptions, FileJournalStats};
 #[cfg(feature = "fast-ack")]
 pub use handle::{JournalHandle, JournalStats};
 #[cfg(feature = "fast-ack")]

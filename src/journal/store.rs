@@ -19,7 +19,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// to the recovery worker of this process or of another replica sharing the journal.
 ///
 /// Implementations: [`MemoryJournal`](super::MemoryJournal) (one process, not durable),
-/// `FileJournal` (one node, fsync'd), `RedisJournal` (feature
+/// [`FileJournal`](super::FileJournal) (one node, fsync'd), `RedisJournal` (feature
 /// `redis`: Redis Streams, shared by replicas). Every operation's error is a
 /// [`JournalError`]; none may panic on bad data.
 ///
