@@ -55,9 +55,7 @@ impl IpNet {
                 match v6.to_ipv4_mapped() {
                     Some(v4) if prefix >= 96 => Some(Self::v4(v4, prefix - 96)),
                     _ => Some(Self {
-                        network: IpAddr::V6(Ipv6Addr::from(
-                            v6.to_bits() & mask128(prefix),
-                        )),
+                        network: IpAddr::V6(Ipv6Addr::from(v6.to_bits() & mask128(prefix))),
                         prefix,
                     }),
                 }
@@ -424,9 +422,7 @@ impl FromStr for IpSet {
 
 impl fmt::Debug for IpSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(self.nets.iter())
-            .finish()
+        f.debug_set().entries(self.nets.iter()).finish()
     }
 }
 
@@ -584,7 +580,10 @@ mod tests {
             "nope"
         );
         assert!(IpSet::parse("").unwrap().is_empty());
-        assert_eq!(format!("{:?}", set), "{10.0.0.0/8, 192.168.1.1/32, ::1/128}");
+        assert_eq!(
+            format!("{:?}", set),
+            "{10.0.0.0/8, 192.168.1.1/32, ::1/128}"
+        );
     }
 
     #[test]

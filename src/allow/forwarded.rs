@@ -123,10 +123,7 @@ mod tests {
         assert_eq!(client(&["203.0.113.9"]), Ok(ip("203.0.113.9")));
         // A client that writes its own header cannot hide behind a trusted address at the
         // left: the right-most untrusted hop decides.
-        assert_eq!(
-            client(&["10.0.0.5, 198.51.100.7"]),
-            Ok(ip("198.51.100.7"))
-        );
+        assert_eq!(client(&["10.0.0.5, 198.51.100.7"]), Ok(ip("198.51.100.7")));
     }
 
     #[test]
@@ -197,10 +194,7 @@ mod tests {
             Err(Unreadable::TooLong)
         );
         // Padding between trusted hops counts against the budget.
-        let padded = format!(
-            "203.0.113.9,{}10.0.0.1",
-            " ".repeat(MAX_BYTES)
-        );
+        let padded = format!("203.0.113.9,{}10.0.0.1", " ".repeat(MAX_BYTES));
         assert_eq!(client(&[&padded]), Err(Unreadable::TooLong));
     }
 }

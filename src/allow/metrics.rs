@@ -18,8 +18,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 
-use super::state::Refusal;
-
 /// Gauge: entries on the allow-list.
 pub const ALLOW_LIST_ENTRIES: &str = "wechat_allow_list_entries";
 /// Gauge: Unix time (seconds) the list was last set.
@@ -38,7 +36,10 @@ pub fn describe() {
         Unit::Seconds,
         "Unix time the allow-list was last set"
     );
-    describe_counter!(ALLOW_REFUSED_TOTAL, "Requests refused by the allow-list, by reason");
+    describe_counter!(
+        ALLOW_REFUSED_TOTAL,
+        "Requests refused by the allow-list, by reason"
+    );
     describe_counter!(
         ALLOW_REFRESHES_TOTAL,
         "Refreshes of the allow-list from WeChat, by outcome"
@@ -51,8 +52,8 @@ pub(crate) fn record_list(entries: usize, at: SystemTime) {
     gauge!(ALLOW_LIST_UPDATED_SECONDS).set(seconds.as_secs_f64());
 }
 
-pub(crate) fn record_refused(refusal: Refusal) {
-    counter!(ALLOW_REFUSED_TOTAL, "reason" => refusal.label()).increment(1);
+pub(crate) fn record_refused(reason: &'static str) {
+    counter!(ALLOW_REFUSED_TOTAL, "reason" => reason).increment(1);
 }
 
 #[cfg(feature = "client")]

@@ -47,7 +47,7 @@ where
         }
         match self.shared.check(&request) {
             Ok(()) => ResponseFuture::inner(self.inner.call(request)),
-            Err(refusal) => ResponseFuture::refused(refusal),
+            Err(refusal) => ResponseFuture::refused(refusal.response()),
         }
     }
 }

@@ -5,9 +5,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
 #[cfg(feature = "metrics")]
 use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::HeaderName;
@@ -56,6 +56,13 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// The answer: `403` with a short fixed reason, marked [`Summarized`].
+    pub(crate) fn response(self) -> Response<Full<Bytes>> {
+        let mut response = plain_text(StatusCode::FORBIDDEN, self.body());
+        response.extensions_mut().insert(Summarized);
+        response
+    }
+
     /// The response body: short and fixed.
     fn body(self) -> &'static str {
         match self {
@@ -151,9 +158,9 @@ impl Shared {
         }
     }
 
-    /// Whether `request` may pass; the response to send if not (already counted and, when
-    /// its turn comes, logged).
-    pub(crate) fn check<B>(&self, request: &Request<B>) -> Result<(), Response<Full<Bytes>>> {
+    /// Whether `request` may pass; why not if not (already counted and, when its turn
+    /// comes, logged).
+    pub(crate) fn check<B>(&self, request: &Request<B>) -> Result<(), Refusal> {
         self.check_order(request.extensions());
         let Some(peer) = peer(request.extensions()) else {
             return Err(self.refuse(Refusal::NoAddress, None, None));
@@ -184,13 +191,8 @@ impl Shared {
         Ok(client_from_hops(values, trusted)?.unwrap_or(peer))
     }
 
-    /// Counts, logs (summarized) and answers a refusal.
-    fn refuse(
-        &self,
-        refusal: Refusal,
-        peer: Option<IpAddr>,
-        client: Option<IpAddr>,
-    ) -> Response<Full<Bytes>> {
+    /// Counts and logs (summarized) a refusal.
+    fn refuse(&self, refusal: Refusal, peer: Option<IpAddr>, client: Option<IpAddr>) -> Refusal {
         let counters = &self.counters;
         let counter = match refusal {
             Refusal::Unlisted => &counters.refused_unlisted,
@@ -199,7 +201,7 @@ impl Shared {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        super::metrics::record_refused(refusal);
+        super::metrics::record_refused(refusal.label());
         match refusal {
             Refusal::NoAddress => {
                 if !self.warned_no_address.swap(true, Ordering::Relaxed) {
@@ -243,16 +245,13 @@ impl Shared {
                 }
             }
         }
-        let mut response = plain_text(StatusCode::FORBIDDEN, refusal.body());
-        response.extensions_mut().insert(Summarized);
-        response
+        refusal
     }
 
     /// Warns once if `extensions` hold a parsed [`Message`]: this layer sits inside
     /// `VerifyLayer`, so bodies are read before the check.
     fn check_order(&self, extensions: &Extensions) {
-        if extensions.get::<Message>().is_some()
-            && !self.warned_order.swap(true, Ordering::Relaxed)
+        if extensions.get::<Message>().is_some() && !self.warned_order.swap(true, Ordering::Relaxed)
         {
             tracing::warn!(
                 target: TARGET,
