@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
+use tracing::field::display;
 
 use super::cidr::IpSet;
 use super::forwarded::{Unreadable, client_from_hops};
@@ -222,24 +223,23 @@ impl Shared {
                     match refusal {
                         Refusal::Unreadable(why) => tracing::warn!(
                             target: TARGET,
-                            peer = ?peer,
+                            peer = peer.map(display),
                             header = %self.settings.header,
                             why = why.as_str(),
                             refused,
                             interval_s,
                             "refused a request: the trusted proxy's forwarded header gives no \
-                             readable client address (refused counts the refusals since the \
-                             last such line; at most one line per interval)"
+                             readable client address (one line per interval; refused = count \
+                             since the last line)"
                         ),
                         _ => tracing::warn!(
                             target: TARGET,
-                            address = ?client,
-                            via = ?via,
+                            address = client.map(display),
+                            via = via.map(display),
                             refused,
                             interval_s,
-                            "refused a request from an address not on the allow-list (refused \
-                             counts the refusals since the last such line; at most one line \
-                             per interval)"
+                            "refused a request from an address not on the allow-list (one line \
+                             per interval; refused = count since the last line)"
                         ),
                     }
                 }

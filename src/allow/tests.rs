@@ -364,10 +364,7 @@ async fn a_flood_is_logged_once_per_interval_with_its_count() {
     }
     let lines = log.lines();
     assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(
-        lines[0].contains("address=Some(198.51.100.0)"),
-        "{lines:#?}"
-    );
+    assert!(lines[0].contains("address=198.51.100.0"), "{lines:#?}");
     assert!(lines[0].contains("refused=1 "), "{lines:#?}");
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(check(&layer, from("198.51.100.77:1", &[])).await, refused());
@@ -375,10 +372,7 @@ async fn a_flood_is_logged_once_per_interval_with_its_count() {
     assert_eq!(lines.len(), 2, "{lines:#?}");
     // The 499 refusals unlogged after the first line, and this one.
     assert!(lines[1].contains("refused=500 "), "{lines:#?}");
-    assert!(
-        lines[1].contains("address=Some(198.51.100.77)"),
-        "{lines:#?}"
-    );
+    assert!(lines[1].contains("address=198.51.100.77"), "{lines:#?}");
     assert_eq!(layer.handle().stats().refused, 501);
 }
 

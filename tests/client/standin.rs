@@ -90,6 +90,7 @@ impl StandIn {
             .route("/cgi-bin/stable_token", post(stable_token))
             .route("/cgi-bin/message/template/send", post(template_send))
             .route("/cgi-bin/message/custom/send", post(custom_send))
+            .route("/cgi-bin/getcallbackip", get(callback_ip))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -432,4 +433,25 @@ fn deliver(shared: &Shared, key: String) -> i64 {
             .values()
             .map(|count| i64::from(*count))
             .sum::<i64>()
+}
+
+/// The callback addresses `/cgi-bin/getcallbackip` answers with: WeChat-like ranges, and
+/// loopback so that a server on this machine can be allowed by a refreshed list.
+pub const CALLBACK_IPS: &[&str] = &["101.226.103.0/25", "101.226.62.0/26", "127.0.0.1", "::1"];
+
+/// `GET /cgi-bin/getcallbackip`: counted and planned as a message request (see
+/// [`StandIn::api_plan`]), token checked, then `{"ip_list": CALLBACK_IPS}`.
+async fn callback_ip(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let n = shared.api_requests.fetch_add(1, Ordering::SeqCst);
+    let act = (shared.api_plan.lock().unwrap())(n, "getcallbackip", 1);
+    if let Err(response) = before(act, &shared).await {
+        return response;
+    }
+    if let Some(error) = shared.check(&query) {
+        return json_response(error);
+    }
+    after(act, json!({ "ip_list": CALLBACK_IPS }))
 }
