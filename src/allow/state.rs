@@ -13,7 +13,6 @@ use bytes::Bytes;
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
-use tracing::field::display;
 
 use super::cidr::IpSet;
 use super::forwarded::{Unreadable, client_from_hops};
@@ -223,7 +222,7 @@ impl Shared {
                     match refusal {
                         Refusal::Unreadable(why) => tracing::warn!(
                             target: TARGET,
-                            peer = peer.map(display),
+                            peer = peer.map(tracing::field::display),
                             header = %self.settings.header,
                             why = why.as_str(),
                             refused,
@@ -234,8 +233,8 @@ impl Shared {
                         ),
                         _ => tracing::warn!(
                             target: TARGET,
-                            address = client.map(display),
-                            via = via.map(display),
+                            address = client.map(tracing::field::display),
+                            via = via.map(tracing::field::display),
                             refused,
                             interval_s,
                             "refused a request from an address not on the allow-list (one line \
