@@ -9,6 +9,10 @@ mod common;
 #[allow(dead_code)]
 mod quickstart;
 
+#[path = "../examples/hyper_server.rs"]
+#[allow(dead_code)]
+mod hyper_server;
+
 #[cfg(feature = "client")]
 #[path = "client/standin.rs"]
 mod standin;
@@ -249,6 +253,23 @@ async fn without_connect_info_every_request_is_refused_and_the_fix_is_named() {
     let lines = log.lines();
     assert_eq!(lines.len(), 1, "{lines:#?}");
     assert!(lines[0].contains("into_make_service_with_connect_info"));
+}
+
+#[tokio::test]
+async fn the_hyper_example_records_the_peer_for_the_allow_list() {
+    for (list, allowed) in [("127.0.0.1", true), ("192.0.2.1", false)] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stack =
+            CallbackLayer::new(Token::new(TOKEN).unwrap()).allow(|_| AllowLayer::new(set(list)));
+        let handle = stack.handle();
+        tokio::spawn(hyper_server::serve(listener, stack));
+        let wechat = WeChat::new(addr, TOKEN);
+        let answer = deliver_with(&wechat, &[]).await;
+        assert_eq!(answered(&answer), allowed, "{list}: {answer:?}");
+        assert_eq!(refused(&answer), !allowed, "{list}: {answer:?}");
+        assert_eq!(handle.allow().stats().refused_no_address, 0);
+    }
 }
 
 #[test]
