@@ -72,14 +72,13 @@ impl IpNet {
     /// assert_eq!(IpNet::host(Ipv6Addr::LOCALHOST.into()).to_string(), "::1/128");
     /// ```
     pub fn host(address: IpAddr) -> Self {
-        let prefix = match address.to_canonical() {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        Self::new(address.to_canonical(), prefix).unwrap_or(Self {
-            network: address,
-            prefix,
-        })
+        match address.to_canonical() {
+            IpAddr::V4(v4) => Self::v4(v4, 32),
+            v6 => Self {
+                network: v6,
+                prefix: 128,
+            },
+        }
     }
 
     fn v4(address: Ipv4Addr, prefix: u8) -> Self {

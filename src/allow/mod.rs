@@ -109,8 +109,8 @@
 //! # The live list (feature `client`)
 //!
 //! `CallbackIps` fetches WeChat's list (`{"ip_list": ["101.226.103.0/25", …]}`) through a
-//! [`WeChatClient`](crate::client::WeChatClient), token, retries and circuit breaker
-//! included. [`AllowHandle::refresh`] replaces the list once; `AllowHandle::spawn_refresh`
+//! `WeChatClient`, token, retries and circuit breaker included. `AllowHandle::refresh`
+//! replaces the list once; `AllowHandle::spawn_refresh`
 //! keeps it fresh on an interval (an hour is plenty) and keeps the last good list when a
 //! refresh fails. An answer with a bad entry, no entry or more than 4096 entries is a
 //! failed refresh, never a half list. A static list ([`AllowLayer::new`],

@@ -431,3 +431,44 @@ fn debug_output_names_settings_not_the_whole_list() {
     let handle = format!("{:?}", layer.handle());
     assert!(handle.contains("entries: 2"), "{handle}");
 }
+
+#[cfg(feature = "metrics")]
+#[test]
+fn metrics_report_the_list_and_the_refusals() {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use tower::Service;
+
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    ::metrics::with_local_recorder(&recorder, || {
+        let layer = AllowLayer::new(set("192.0.2.1, 192.0.2.2"));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut service = service(&layer, &calls);
+        // The check runs in `call`, before the future is polled.
+        drop(service.call(from("198.51.100.1:1", &[])));
+        drop(service.call(Request::new(Full::default())));
+        layer
+            .handle()
+            .replace(set("192.0.2.1, 192.0.2.2, 192.0.2.3"));
+    });
+    let text = handle.render();
+    assert!(text.contains("wechat_allow_list_entries 3"), "{text}");
+    assert!(
+        text.contains("wechat_allow_refused_total{reason=\"unlisted\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wechat_allow_refused_total{reason=\"no_address\"} 1"),
+        "{text}"
+    );
+    let updated = text
+        .lines()
+        .find_map(|line| line.strip_prefix("wechat_allow_list_updated_seconds "))
+        .and_then(|value| value.parse::<f64>().ok())
+        .expect("the updated gauge");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - updated).abs() < 60.0, "{updated} vs {now}");
+}
