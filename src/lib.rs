@@ -165,8 +165,8 @@
 //! | `dedup` | yes | [`dedup::DedupLayer`] and its in-memory store |
 //! | `tokio` | no | both of the above (kept as an alias: the one feature these two were before) |
 //! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
-//! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls) |
-//! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`) |
+//! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls); `allow::CallbackIps`, the allow-list refreshed from WeChat's published addresses |
+//! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`), and [`AllowLayer`]'s list size, age and refusals (`allow::metrics`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
