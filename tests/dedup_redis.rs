@@ -1,6 +1,7 @@
-//! DedupLayer with the Redis store against a real `redis-server` (`REDIS_URL`, which
-//! `.ci/run` sets): two replicas sharing one Redis process each message once; an
-//! unreachable Redis fails open (or closed, when asked).
+//! DedupLayer with the Redis store against a real `redis-server` (`common::redis_url`:
+//! `REDIS_URL`, or one it starts; ignored unless asked for, as `scripts/test` does): two
+//! replicas sharing one Redis process each message once; an unreachable Redis fails open
+//! (or closed, when asked).
 
 mod common;
 
@@ -45,8 +46,9 @@ fn processed(replicas: &[&Demo], key: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: run scripts/test (it provisions one)"]
 async fn two_replicas_sharing_redis_process_a_message_once() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let (a, demo_a) = replica(&url, &prefix, Duration::from_millis(300)).await;
     let (b, demo_b) = replica(&url, &prefix, Duration::from_millis(300)).await;
@@ -84,8 +86,9 @@ async fn two_replicas_sharing_redis_process_a_message_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server: run scripts/test (it provisions one)"]
 async fn a_slow_first_attempt_on_one_replica_holds_retries_on_the_other() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     // 6 s handler: the first replica acks `success` at 4 s, the retry on B waits for it.
     let (a, demo_a) = replica(&url, &prefix, Duration::from_secs(6)).await;
@@ -117,8 +120,9 @@ fn stored(body: &'static str) -> StoredResponse {
 }
 
 #[tokio::test]
+#[ignore = "needs redis-server: run scripts/test (it provisions one)"]
 async fn redis_store_claims_atomically_and_only_the_holder_completes() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let store = RedisStore::open(&url).unwrap().prefix(unique_prefix());
     let lease = Duration::from_secs(5);
 

@@ -6,20 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{Method, Request, Uri};
-use http_body_util::Full;
-
 use super::cidr::IpSet;
 use super::state::{Shared, TARGET};
-use crate::client::{ApiError, ClientError, Idempotent, WECHAT_API_BASE, WeChatClient, errcode};
+use crate::client::{ClientError, WeChatClient};
 
 /// A refreshed list may hold at most this many entries (WeChat's has a few hundred); a
 /// longer answer is refused and the last good list kept.
 pub const MAX_REFRESHED_ENTRIES: usize = 4096;
 
 /// WeChat's published callback addresses: `GET /cgi-bin/getcallbackip`, fetched through a
-/// [`WeChatClient`] (so with its access_token, retries and circuit breaker). Cheap to clone.
+/// [`WeChatClient`] (so with its access_token, retries and circuit breaker, from its base
+/// URL: `https://qyapi.weixin.qq.com` for WeCom, a stand-in in tests). Cheap to clone.
 ///
 /// Give it to [`AllowHandle::refresh`](super::AllowHandle::refresh) or
 /// [`AllowHandle::spawn_refresh`](super::AllowHandle::spawn_refresh).
@@ -44,52 +41,15 @@ pub const MAX_REFRESHED_ENTRIES: usize = 4096;
 #[derive(Clone)]
 pub struct CallbackIps {
     client: WeChatClient,
-    url: Uri,
 }
 
 impl CallbackIps {
-    /// The path of WeChat's endpoint, under the API's base URL.
+    /// The path of WeChat's endpoint, under the client's base URL.
     pub const PATH: &'static str = "/cgi-bin/getcallbackip";
 
-    /// Fetches from [`WECHAT_API_BASE`] through `client`.
+    /// Fetches through `client`.
     pub fn new(client: WeChatClient) -> Self {
-        let url = format!("{WECHAT_API_BASE}{}", Self::PATH)
-            .parse()
-            .expect("a valid URL");
-        Self { client, url }
-    }
-
-    /// Fetches from `base` instead: the same base URL the client was built with
-    /// ([`WeChatClientBuilder::base_url`](crate::client::WeChatClientBuilder::base_url)),
-    /// e.g. a stand-in in tests or `https://qyapi.weixin.qq.com` for WeCom. The client sends
-    /// its access_token only to its own base URL, so a mismatch fails every fetch with
-    /// [`ClientError::InvalidInput`] (nothing sent).
-    ///
-    /// ```
-    /// # fn main() -> Result<(), tower_wechat::client::ClientError> {
-    /// use tower_wechat::allow::CallbackIps;
-    /// use tower_wechat::client::{AppSecret, WeChatClient};
-    ///
-    /// let base = "http://127.0.0.1:9000";
-    /// let client = WeChatClient::builder("wx1234", AppSecret::new("s")).base_url(base).build()?;
-    /// let source = CallbackIps::new(client).base_url(base)?;
-    /// # let _ = source;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn base_url(mut self, base: &str) -> Result<Self, ClientError> {
-        let invalid = |why: &str| ClientError::InvalidInput(format!("base URL: {why}"));
-        let parsed: Uri = base.parse().map_err(|_| invalid("not a URL"))?;
-        if !matches!(parsed.scheme_str(), Some("http" | "https")) {
-            return Err(invalid("the scheme must be http or https"));
-        }
-        if parsed.authority().is_none() || parsed.query().is_some() {
-            return Err(invalid("a base URL has a host and no query"));
-        }
-        self.url = format!("{}{}", base.trim_end_matches('/'), Self::PATH)
-            .parse()
-            .map_err(|_| invalid("not a URL"))?;
-        Ok(self)
+        Self { client }
     }
 
     /// Fetches the list once. Every entry must be an address or CIDR range; an answer with
@@ -97,45 +57,13 @@ impl CallbackIps {
     /// ([`ClientError::InvalidResponse`], naming the bad entry), so that a list this crate
     /// cannot read whole never replaces a good one.
     pub async fn fetch(&self) -> Result<IpSet, ClientError> {
-        let mut request = Request::builder()
-            .method(Method::GET)
-            .uri(self.url.clone())
-            .body(Full::<Bytes>::default())
-            .map_err(|_| ClientError::InvalidInput("the request could not be formed".into()))?;
-        // A read: safe to retry whatever happened to the first attempt.
-        request.extensions_mut().insert(Idempotent);
-        let response = self.client.call(request).await?;
-        if let Some(code) = errcode(&response).filter(|code| *code != 0) {
-            #[derive(serde::Deserialize)]
-            struct Message {
-                #[serde(default)]
-                errmsg: String,
-            }
-            let errmsg = serde_json::from_slice::<Message>(response.body())
-                .map(|message| message.errmsg)
-                .unwrap_or_default();
-            return Err(ClientError::Api(ApiError {
-                errcode: code,
-                errmsg,
-            }));
-        }
-        if !response.status().is_success() {
-            return Err(ClientError::Status(response.status()));
-        }
         #[derive(serde::Deserialize)]
         struct Answer {
             ip_list: Vec<String>,
         }
+        // A GET: retried after ambiguous failures too.
+        let answer: Answer = self.client.get_json(Self::PATH).await?;
         let invalid = |why: String| ClientError::InvalidResponse(format!("getcallbackip: {why}"));
-        // The position and kind only: serde's message could quote the answer.
-        let answer: Answer = serde_json::from_slice(response.body()).map_err(|error| {
-            invalid(format!(
-                "JSON answer ({:?} error at line {} column {})",
-                error.classify(),
-                error.line(),
-                error.column()
-            ))
-        })?;
         if answer.ip_list.is_empty() {
             return Err(invalid("the list is empty".into()));
         }
@@ -157,7 +85,7 @@ impl CallbackIps {
 impl fmt::Debug for CallbackIps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallbackIps")
-            .field("url", &self.url)
+            .field("path", &Self::PATH)
             .finish_non_exhaustive()
     }
 }

@@ -4,6 +4,9 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod log;
+pub mod services;
+#[allow(unused_imports)] // not every test binary needs a service
+pub use services::{python, redis_url};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,32 +154,4 @@ pub fn text_message(content: &str, msg_id: u64) -> String {
          <Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId></xml>",
         now()
     )
-}
-
-/// The Redis server the Redis tests use: `REDIS_URL` (which `.ci/run` sets after starting a
-/// real `redis-server` on loopback). `None` (and a note on stderr) when it is not set, so
-/// `cargo test` still runs on a machine without Redis; a set but unreachable URL panics.
-pub fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => {
-            let addr = url
-                .trim_start_matches("redis://")
-                .split(['/', '?'])
-                .next()
-                .unwrap_or("127.0.0.1:6379")
-                .to_owned();
-            let addr = if addr.contains(':') {
-                addr
-            } else {
-                format!("{addr}:6379")
-            };
-            std::net::TcpStream::connect(&addr)
-                .unwrap_or_else(|e| panic!("REDIS_URL is set but {addr} is unreachable: {e}"));
-            Some(url)
-        }
-        _ => {
-            eprintln!("REDIS_URL is not set: skipping a Redis test (bash .ci/run starts one)");
-            None
-        }
-    }
 }
