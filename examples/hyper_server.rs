@@ -6,8 +6,11 @@
 //! ```
 //!
 //! Environment: `WECHAT_ADDR` (default `127.0.0.1:3000`), `WECHAT_TOKEN` (default
-//! `towerwechatdemo`), `WECHAT_TIMESTAMP_WINDOW` (seconds, `0` = off); for safe mode, see
-//! the quick start.
+//! `towerwechatdemo`), `WECHAT_TIMESTAMP_WINDOW` (seconds, `0` = off), `WECHAT_ALLOWED_IPS`
+//! (comma-separated addresses and CIDR ranges that may call; unset = any); for safe mode,
+//! see the quick start.
+//! Each request carries its connection's peer `SocketAddr` in its extensions, which is where
+//! the allow-list (`AllowLayer`) looks for the caller's address.
 //! The callback path is `/wechat`; every other path is 404. Ctrl-C or SIGTERM stops
 //! accepting connections and lets running handlers finish (up to 10 s).
 
@@ -23,7 +26,8 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_wechat::{CallbackLayer, Message, MessageKind, Reply, ReplyContent, Token};
+use tower_wechat::allow::IpSet;
+use tower_wechat::{AllowLayer, CallbackLayer, Message, MessageKind, Reply, ReplyContent, Token};
 
 /// The handler sees the verified body and finds the parsed message in the extensions.
 async fn handle(request: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -48,7 +52,12 @@ fn status(status: StatusCode) -> Response<Full<Bytes>> {
 
 fn stack() -> Result<CallbackLayer, Box<dyn Error>> {
     let token = std::env::var("WECHAT_TOKEN").unwrap_or_else(|_| "towerwechatdemo".to_owned());
-    let stack = CallbackLayer::new(Token::new(token).map_err(|e| format!("WECHAT_TOKEN: {e}"))?);
+    let mut stack =
+        CallbackLayer::new(Token::new(token).map_err(|e| format!("WECHAT_TOKEN: {e}"))?);
+    if let Ok(list) = std::env::var("WECHAT_ALLOWED_IPS") {
+        let list = IpSet::parse(&list).map_err(|e| format!("WECHAT_ALLOWED_IPS: {e}"))?;
+        stack = stack.allow(|_| AllowLayer::new(list));
+    }
     let window = match std::env::var("WECHAT_TIMESTAMP_WINDOW").ok() {
         None => return Ok(stack),
         Some(seconds) => seconds
@@ -109,11 +118,13 @@ async fn main() -> Result<(), Box<dyn Error>> {
 pub async fn serve(listener: tokio::net::TcpListener, stack: CallbackLayer) -> std::io::Result<()> {
     let verified = ServiceBuilder::new().layer(stack).service_fn(handle);
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, peer) = listener.accept().await?;
         let verified = verified.clone();
         // Route by path before the stack, so only /wechat is verified.
-        let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        let service = service_fn(move |mut request: Request<hyper::body::Incoming>| {
             let verified = verified.clone();
+            // The caller's address, for the allow-list.
+            request.extensions_mut().insert(peer);
             async move {
                 if request.uri().path() != "/wechat" {
                     return Ok::<_, Infallible>(status(StatusCode::NOT_FOUND).map(Either::Right));

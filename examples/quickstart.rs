@@ -15,6 +15,16 @@
 //!   are decrypted, replies encrypted, and WeCom's encrypted handshake answered; plain-mode
 //!   messages are refused unless `WECHAT_ACCEPT_PLAIN=1` (while switching the console's mode).
 //!   `WECHAT_PREVIOUS_AES_KEY` keeps an old key for decryption during a key change.
+//! - `WECHAT_ALLOWED_IPS`: only these addresses and CIDR ranges may call, comma-separated
+//!   (e.g. WeChat's published list, `101.226.103.0/25,101.226.62.0/26,…`); any other gets
+//!   `403` before its body is read. Unset: no check.
+//! - `WECHAT_TRUSTED_PROXIES`: CIDR ranges of your reverse proxies or load balancers (e.g.
+//!   `127.0.0.1/32` for an nginx on this machine); from them, the client address is read
+//!   from `X-Forwarded-For` (the right-most address that is not a trusted proxy). Only
+//!   with `WECHAT_ALLOWED_IPS`.
+//!
+//! A bad value of any of these stops the start with an error naming the variable (and, for
+//! the address lists, the bad entry).
 //!
 //! At start it prints curl lines, signed with the token (and in safe mode encrypted with the
 //! key), to try the handshake and a message. The log (`RUST_LOG`, default `info`) has one
@@ -27,10 +37,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::post;
+use tower_wechat::allow::IpSet;
 use tower_wechat::crypto::{self, EncodingAesKey};
 use tower_wechat::signature::Signature;
 use tower_wechat::verify::SafeMode;
-use tower_wechat::{CallbackLayer, Event, Message, MessageKind, Reply, ReplyContent, Token};
+use tower_wechat::{
+    AllowLayer, CallbackLayer, Event, Message, MessageKind, Reply, ReplyContent, Token,
+};
 
 /// The token used when `WECHAT_TOKEN` is not set. Only for trying the example locally.
 pub const DEMO_TOKEN: &str = "towerwechatdemo";
@@ -101,6 +114,46 @@ pub fn token_from_env() -> Result<Token, Box<dyn Error>> {
     Ok(Token::new(token.trim()).map_err(|error| format!("WECHAT_TOKEN: {error}"))?)
 }
 
+/// The allow-list as `WECHAT_ALLOWED_IPS` and `WECHAT_TRUSTED_PROXIES` configure it; `None`
+/// when `WECHAT_ALLOWED_IPS` is unset (or empty): no check.
+pub fn allow_from_env() -> Result<Option<AllowLayer>, Box<dyn Error>> {
+    let allowed = std::env::var("WECHAT_ALLOWED_IPS").ok();
+    let trusted = std::env::var("WECHAT_TRUSTED_PROXIES").ok();
+    Ok(allow_from(allowed.as_deref(), trusted.as_deref())?)
+}
+
+/// The allow-list from the two variables' values; errors name the variable and the bad
+/// entry (addresses are not secrets).
+pub fn allow_from(
+    allowed: Option<&str>,
+    trusted: Option<&str>,
+) -> Result<Option<AllowLayer>, String> {
+    let allowed = allowed.filter(|value| !value.trim().is_empty());
+    let trusted = trusted.filter(|value| !value.trim().is_empty());
+    let Some(allowed) = allowed else {
+        if trusted.is_some() {
+            return Err(
+                "WECHAT_TRUSTED_PROXIES is set but WECHAT_ALLOWED_IPS is not: the \
+                        proxies' forwarded addresses are checked against the allowed ones, \
+                        so set both or neither"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    };
+    let list = IpSet::parse(allowed).map_err(|error| format!("WECHAT_ALLOWED_IPS: {error}"))?;
+    if list.is_empty() {
+        return Err("WECHAT_ALLOWED_IPS lists no address (unset it to turn the check off)".into());
+    }
+    let mut layer = AllowLayer::new(list);
+    if let Some(trusted) = trusted {
+        let proxies =
+            IpSet::parse(trusted).map_err(|error| format!("WECHAT_TRUSTED_PROXIES: {error}"))?;
+        layer = layer.trusted_proxies(proxies);
+    }
+    Ok(Some(layer))
+}
+
 /// The stack as the environment configures it.
 pub fn stack_from_env() -> Result<CallbackLayer, Box<dyn Error>> {
     let mut stack = CallbackLayer::new(token_from_env()?);
@@ -121,6 +174,9 @@ pub fn stack_from_env() -> Result<CallbackLayer, Box<dyn Error>> {
             0 => verify.disable_timestamp_window(),
             seconds => verify.timestamp_window(Duration::from_secs(seconds)),
         });
+    }
+    if let Some(allow) = allow_from_env()? {
+        stack = stack.allow(|_| allow);
     }
     Ok(stack)
 }
@@ -175,8 +231,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let handle = stack.handle();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_how_to_try(listener.local_addr()?);
+    match handle.allow().stats().enabled {
+        true => println!("Only these addresses may call: {}", handle.allow().list()),
+        false => println!("Any address may call (set WECHAT_ALLOWED_IPS to allow only WeChat's)"),
+    }
 
-    axum::serve(listener, app(stack))
+    // With connect info, so that the allow-list sees each request's peer address.
+    let app = app(stack).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     // No new callbacks now; let handlers still running in the background finish.

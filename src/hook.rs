@@ -45,6 +45,9 @@
 //! callback reached the server. Every deadline is counted from it, so time spent by outer
 //! layers (reading a slow body, waiting for a dedup store) comes out of the same budget.
 //!
+//! A layer that logs its answers in a summary (refusals under a flood) marks the response
+//! with [`Summarized`], so outer layers do not log each one.
+//!
 //! # The durable hand-off
 //!
 //! When a [journal](crate::journal) is configured, the layers agree through a few more
@@ -226,6 +229,24 @@ impl Arrival {
         }
     }
 }
+
+/// A mark in a *response's* extensions: the layer that wrote this answer logs such answers
+/// in a summary (at most one line per interval under a flood), so outer layers should not
+/// log each of them at INFO either.
+///
+/// [`AllowLayer`](crate::AllowLayer) marks its refusals; [`TimingLayer`](crate::TimingLayer)
+/// logs a marked callback's access line at DEBUG instead of INFO (its statistics still count
+/// it), so a flood from an address that is not WeChat's does not flood the log.
+///
+/// ```
+/// use tower_wechat::hook::Summarized;
+///
+/// let mut response = http::Response::new(());
+/// response.extensions_mut().insert(Summarized);
+/// assert!(response.extensions().get::<Summarized>().is_some());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summarized;
 
 impl fmt::Debug for CallbackHook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

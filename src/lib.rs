@@ -7,11 +7,14 @@
 //! [`CallbackLayer`] makes that URL safe, typed and fast with one `.layer(...)`:
 //!
 //! ```text
-//! request ─► TimingLayer ─► VerifyLayer ─► DedupLayer ─► FastAckLayer ─► handler
+//! request ─► TimingLayer ─► AllowLayer ─► VerifyLayer ─► DedupLayer ─► FastAckLayer ─► handler
 //! ```
 //!
 //! - [`TimingLayer`]: a `tracing` span and one log line per callback (MsgId, status,
 //!   latency), latency percentiles per message type;
+//! - [`AllowLayer`]: (off by default) only WeChat's published addresses may call, checked
+//!   before the body is read, proxy-aware, refreshed from WeChat with feature `client`;
+//!   see [`allow`];
 //! - [`VerifyLayer`]: answers the GET handshake, checks every POST's signature against your
 //!   token, refuses replays and oversized bodies, decrypts safe-mode messages, and parses
 //!   the XML once into a [`Message`]; the handler answers with a typed [`Reply`];
@@ -130,7 +133,7 @@
 //!   request can cause.
 //! - **`openid`.** The query is not signed; a callback whose `openid` is not the message's
 //!   `FromUserName` is refused (403).
-//! - **Layer order**, outermost first: `TimingLayer → VerifyLayer → DedupLayer →
+//! - **Layer order**, outermost first: `TimingLayer → AllowLayer → VerifyLayer → DedupLayer →
 //!   FastAckLayer → handler`, which [`CallbackLayer`] builds. Dedup needs the [`Message`]
 //!   that `VerifyLayer` puts in the extensions; putting it outside FastAck lets retries be
 //!   answered without a slot. Layers do not import each other: what one tells another goes
@@ -162,8 +165,8 @@
 //! | `dedup` | yes | [`dedup::DedupLayer`] and its in-memory store |
 //! | `tokio` | no | both of the above (kept as an alias: the one feature these two were before) |
 //! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
-//! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls) |
-//! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`) |
+//! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls); `allow::CallbackIps`, the allow-list refreshed from WeChat's published addresses |
+//! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`), and [`AllowLayer`]'s list size, age and refusals (`allow::metrics`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -171,6 +174,7 @@
 #[cfg(feature = "fast-ack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fast-ack")))]
 pub mod ack;
+pub mod allow;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
@@ -202,6 +206,7 @@ pub use message::{Event, Message, MessageKind, Reply, ReplyContent};
 
 /// The boxed error type the crate's body and service bounds convert into.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use allow::AllowLayer;
 pub use signature::Token;
 pub use timing::TimingLayer;
 pub use verify::{CallbackQuery, Verify, VerifyLayer};

@@ -1,11 +1,13 @@
 //! [`CallbackLayer`]: the whole inbound stack in one layer, in the one order that works.
 //!
 //! ```text
-//! request ─► TimingLayer ─► VerifyLayer ─► DedupLayer ─► FastAckLayer ─► handler
+//! request ─► TimingLayer ─► AllowLayer ─► VerifyLayer ─► DedupLayer ─► FastAckLayer ─► handler
 //! ```
 //!
 //! - [`TimingLayer`] outermost, so the latency it logs is what WeChat waits for, rejections
 //!   included;
+//! - [`AllowLayer`] next (off unless [configured](CallbackLayer::allow)), so requests from
+//!   addresses that are not WeChat's are refused before their body is read;
 //! - [`VerifyLayer`] next, so nothing unsigned reaches the others, and the [`Message`] they
 //!   need is parsed once;
 //! - [`DedupLayer`] outside [`FastAckLayer`], so WeChat's retries are answered (waiting for
@@ -46,7 +48,8 @@
 //! ```
 //!
 //! Each part keeps its own builder: configure it through the closures
-//! ([`timing`](CallbackLayer::timing), [`verify`](CallbackLayer::verify),
+//! ([`timing`](CallbackLayer::timing), [`allow`](CallbackLayer::allow),
+//! [`verify`](CallbackLayer::verify),
 //! [`dedup`](CallbackLayer::dedup), [`fast_ack`](CallbackLayer::fast_ack)). To assemble the
 //! layers yourself, list them in this order in a `tower::ServiceBuilder`.
 
@@ -56,6 +59,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use crate::ack::{FastAck, FastAckHandle, FastAckLayer, ShutdownReport};
+use crate::allow::{Allow, AllowHandle, AllowLayer};
 use crate::dedup::{Dedup, DedupHandle, DedupLayer, MemoryStore};
 use crate::journal::{Handoff, JournalHandle};
 use crate::signature::Token;
@@ -66,10 +70,10 @@ use crate::verify::{Verify, VerifyLayer};
 #[cfg(doc)]
 use crate::{Message, Reply};
 
-/// The inbound stack, `Timing → Verify → Dedup → FastAck`, as one layer; see the
+/// The inbound stack, `Timing → Allow → Verify → Dedup → FastAck`, as one layer; see the
 /// [module docs](self).
 ///
-/// Defaults: those of each layer — 300 s timestamp window, 64 KiB bodies, replies kept 5
+/// Defaults: those of each layer — no address check, 300 s timestamp window, 64 KiB bodies, replies kept 5
 /// minutes for WeChat's retries in this process's memory, a 4 s ack deadline with at most
 /// 1024 handlers in flight, a 1 s latency budget. Every builder method returns a stack with
 /// fresh shared state, so take the [`handle`](Self::handle) after the last one, and clone
@@ -90,13 +94,14 @@ use crate::{Message, Reply};
 #[must_use]
 pub struct CallbackLayer<St = MemoryStore> {
     timing: TimingLayer,
+    allow: AllowLayer,
     verify: VerifyLayer,
     dedup: DedupLayer<St>,
     fast_ack: FastAckLayer,
 }
 
 /// The service a [`CallbackLayer`] makes of a handler `S`.
-pub type CallbackService<S, St = MemoryStore> = Timing<Verify<Dedup<FastAck<S>, St>>>;
+pub type CallbackService<S, St = MemoryStore> = Timing<Allow<Verify<Dedup<FastAck<S>, St>>>>;
 
 impl CallbackLayer<MemoryStore> {
     /// The stack for callbacks signed with `token`, every layer at its defaults.
@@ -119,6 +124,7 @@ impl CallbackLayer<MemoryStore> {
     pub fn with_verify(verify: VerifyLayer) -> Self {
         Self {
             timing: TimingLayer::new(),
+            allow: AllowLayer::off(),
             verify,
             dedup: DedupLayer::new(),
             fast_ack: FastAckLayer::new(),
@@ -161,6 +167,24 @@ impl<St> CallbackLayer<St> {
         self
     }
 
+    /// Configures the [`AllowLayer`]: which source addresses may call (off by default;
+    /// see [`allow`](crate::allow) for proxies and WeChat's published list).
+    ///
+    /// ```
+    /// use tower_wechat::allow::IpSet;
+    /// use tower_wechat::{AllowLayer, CallbackLayer, Token};
+    ///
+    /// let stack = CallbackLayer::new(Token::new("mytoken").unwrap()).allow(|_| {
+    ///     AllowLayer::new(IpSet::parse("101.226.103.0/25, 101.226.62.0/26").unwrap())
+    ///         .trusted_proxies(IpSet::loopback())
+    /// });
+    /// assert_eq!(stack.handle().allow().stats().entries, 2);
+    /// ```
+    pub fn allow(mut self, configure: impl FnOnce(AllowLayer) -> AllowLayer) -> Self {
+        self.allow = configure(self.allow);
+        self
+    }
+
     /// Configures the [`VerifyLayer`] (tokens, safe mode, timestamp window, nonce memory,
     /// body limit).
     ///
@@ -194,6 +218,7 @@ impl<St> CallbackLayer<St> {
     ) -> CallbackLayer<St2> {
         CallbackLayer {
             timing: self.timing,
+            allow: self.allow,
             verify: self.verify,
             dedup: configure(self.dedup),
             fast_ack: self.fast_ack,
@@ -233,9 +258,10 @@ impl<St> CallbackLayer<St> {
     }
 
     /// The handles of every part: background work and shutdown, dedup counters, latency
-    /// statistics, the journal. Take it after the last builder call.
+    /// statistics, the allow-list, the journal. Take it after the last builder call.
     pub fn handle(&self) -> CallbackHandle {
         CallbackHandle {
+            allow: self.allow.handle(),
             fast_ack: self.fast_ack.handle(),
             dedup: self.dedup.handle(),
             latency: self.timing.stats(),
@@ -248,6 +274,7 @@ impl<St> Clone for CallbackLayer<St> {
     fn clone(&self) -> Self {
         Self {
             timing: self.timing.clone(),
+            allow: self.allow.clone(),
             verify: self.verify.clone(),
             dedup: self.dedup.clone(),
             fast_ack: self.fast_ack.clone(),
@@ -262,7 +289,8 @@ impl<S, St> Layer<S> for CallbackLayer<St> {
         let fast_ack = self.fast_ack.layer(inner);
         let dedup = self.dedup.layer(fast_ack);
         let verify = self.verify.layer(dedup);
-        self.timing.layer(verify)
+        let allow = self.allow.layer(verify);
+        self.timing.layer(allow)
     }
 }
 
@@ -270,6 +298,7 @@ impl<St: fmt::Debug> fmt::Debug for CallbackLayer<St> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallbackLayer")
             .field("timing", &self.timing)
+            .field("allow", &self.allow)
             .field("verify", &self.verify)
             .field("dedup", &self.dedup)
             .field("fast_ack", &self.fast_ack)
@@ -296,6 +325,7 @@ impl<St: fmt::Debug> fmt::Debug for CallbackLayer<St> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct CallbackHandle {
+    allow: AllowHandle,
     fast_ack: FastAckHandle,
     dedup: DedupHandle,
     latency: LatencyStats,
@@ -311,6 +341,11 @@ impl CallbackHandle {
     /// Dedup's counters.
     pub fn dedup(&self) -> &DedupHandle {
         &self.dedup
+    }
+
+    /// The allow-list: its size, age and counters; replace or refresh it.
+    pub fn allow(&self) -> &AllowHandle {
+        &self.allow
     }
 
     /// Latency percentiles per message type.

@@ -67,6 +67,9 @@ struct Facts {
 pub(crate) enum Ending {
     /// The inner service answered with this status.
     Answered(StatusCode),
+    /// An inner layer answered with this status and logs such answers in a summary
+    /// ([`Summarized`](crate::hook::Summarized)): the line goes out at DEBUG.
+    Summarized(StatusCode),
     /// The inner service returned an error (no response).
     Failed,
     /// The response future was dropped before it was ready.
@@ -77,7 +80,7 @@ impl Ending {
     #[cfg(feature = "metrics")]
     pub(crate) fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::Answered(status) => Some(*status),
+            Self::Answered(status) | Self::Summarized(status) => Some(*status),
             Self::Failed | Self::Cancelled => None,
         }
     }
@@ -85,6 +88,7 @@ impl Ending {
 
 #[derive(Clone, Copy)]
 enum Severity {
+    Debug,
     Info,
     Warn,
     Error,
@@ -94,6 +98,7 @@ enum Severity {
 macro_rules! event_at {
     ($severity:expr, $($rest:tt)+) => {
         match $severity {
+            Severity::Debug => tracing::debug!(target: TARGET, $($rest)+),
             Severity::Info => tracing::info!(target: TARGET, $($rest)+),
             Severity::Warn => tracing::warn!(target: TARGET, $($rest)+),
             Severity::Error => tracing::error!(target: TARGET, $($rest)+),
@@ -190,6 +195,7 @@ impl CallbackTiming {
         );
 
         let (severity, text) = match ending {
+            Ending::Summarized(_) => (Severity::Debug, "callback refused (summarized)"),
             Ending::Answered(_) if over_deadline => (
                 Severity::Error,
                 "callback answered after WeChat's deadline; WeChat retries it",
@@ -204,7 +210,7 @@ impl CallbackTiming {
             Ending::Cancelled => (Severity::Warn, "callback dropped unanswered"),
         };
         let status = match ending {
-            Ending::Answered(status) => Some(status.as_u16()),
+            Ending::Answered(status) | Ending::Summarized(status) => Some(status.as_u16()),
             Ending::Failed | Ending::Cancelled => None,
         };
         let latency_ms = millis(latency);

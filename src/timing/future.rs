@@ -9,6 +9,7 @@ use http::Response;
 use pin_project::{pin_project, pinned_drop};
 
 use super::callback::{CallbackTiming, Ending};
+use crate::hook::Summarized;
 
 /// Response future of [`Timing`](super::Timing).
 ///
@@ -46,6 +47,9 @@ where
         };
         if let Some(timing) = this.timing.take() {
             let ending = match &result {
+                Ok(response) if response.extensions().get::<Summarized>().is_some() => {
+                    Ending::Summarized(response.status())
+                }
                 Ok(response) => Ending::Answered(response.status()),
                 Err(_) => Ending::Failed,
             };

@@ -40,7 +40,10 @@
 //!   `budget_ms`) past the [budget](TimingLayer::budget) (default 1 s); at ERROR past
 //!   WeChat's 5 s [deadline](TimingLayer::deadline). A callback whose future is dropped
 //!   unanswered (the client went away) gets `callback dropped unanswered` at WARN (ERROR
-//!   past the deadline); an inner error without a response, ERROR.
+//!   past the deadline); an inner error without a response, ERROR. A response marked
+//!   [`Summarized`](crate::hook::Summarized) (a refusal by
+//!   [`AllowLayer`](crate::AllowLayer), which logs those in a summary) gets its line at
+//!   DEBUG, so a flood from elsewhere does not flood the log; it is still counted.
 //! - **Background work.** [`Timing`] puts a [`CallbackHook`](crate::hook::CallbackHook) in the
 //!   request extensions; when FastAck moves a slow handler to the background and it ends,
 //!   one line `background work finished` is logged under the callback's span with
