@@ -12,6 +12,8 @@
 //!   than WeChat waits). Each callback is answered within the 4 s deadline: with the echo
 //!   reply if the handler is done, else `success` while it finishes in the background.
 //! - `WECHAT_MAX_IN_FLIGHT`: handlers allowed at once (default 1024); beyond it, `503`.
+//! - `WECHAT_ACK_DEADLINE_MS`: how long a callback waits for the handler before `success`
+//!   (default 4000).
 //! - `REDIS_URL` (with `--features redis`): dedup keys in Redis, shared by every replica
 //!   started with the same URL; otherwise in memory.
 //! - `WECHAT_JOURNAL`: where an acknowledged callback waits until its handler finished (see
@@ -141,7 +143,8 @@ pub fn journal_from_env() -> Result<Option<Handoff>, Box<dyn Error>> {
             return Err("WECHAT_JOURNAL: expected memory, file:PATH, redis://… or none".into());
         }
     };
-    Ok(Some(handoff.lease(lease)))
+    // Recovered runs go through FastAck's bound too; after a crash, a whole burst comes back.
+    Ok(Some(handoff.lease(lease).recovery_concurrency(256)))
 }
 
 fn env_number(name: &str, default: u64) -> Result<u64, Box<dyn Error>> {
@@ -161,8 +164,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let addr = quickstart::listen_addr()?;
     let delay = Duration::from_millis(env_number("WECHAT_DEMO_DELAY_MS", 6000)?);
     let max_in_flight = usize::try_from(env_number("WECHAT_MAX_IN_FLIGHT", 1024)?)?;
-    let mut stack =
-        quickstart::stack_from_env()?.fast_ack(|fast_ack| fast_ack.max_in_flight(max_in_flight));
+    let deadline = Duration::from_millis(env_number("WECHAT_ACK_DEADLINE_MS", 4000)?);
+    let mut stack = quickstart::stack_from_env()?.fast_ack(|fast_ack| {
+        fast_ack
+            .max_in_flight(max_in_flight)
+            .deadline(deadline)
+    });
     if let Some(handoff) = journal_from_env()? {
         stack = stack.journal(handoff);
     }

@@ -266,3 +266,45 @@ fn find_python() -> Result<PathBuf, String> {
     }
     Ok(python)
 }
+
+/// The example `name`, built for this test run: `cargo build --example name` with the
+/// features this test binary was compiled with (so nothing is rebuilt after `cargo test`
+/// built it). Fails the test, with cargo's output, if it does not build.
+pub fn example(name: &str) -> PathBuf {
+    let mut features = Vec::new();
+    for (on, feature) in [
+        (cfg!(feature = "axum"), "axum"),
+        (cfg!(feature = "crypto"), "crypto"),
+        (cfg!(feature = "fast-ack"), "fast-ack"),
+        (cfg!(feature = "dedup"), "dedup"),
+        (cfg!(feature = "redis"), "redis"),
+        (cfg!(feature = "client"), "client"),
+        (cfg!(feature = "metrics"), "metrics"),
+    ] {
+        if on {
+            features.push(feature);
+        }
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> → target/<profile>
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let mut command = std::process::Command::new(env!("CARGO"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--example", name, "--no-default-features"])
+        .args(["--features", &features.join(",")]);
+    if profile_dir.file_name().is_some_and(|profile| profile == "release") {
+        command.arg("--release");
+    }
+    let output = command.output().expect("run cargo");
+    assert!(
+        output.status.success(),
+        "cargo build --example {name} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
