@@ -190,6 +190,10 @@ pub mod hook;
 mod label;
 mod macros;
 pub mod message;
+mod redact;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod serve;
 pub mod signature;
 #[cfg(all(feature = "fast-ack", feature = "dedup"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "fast-ack", feature = "dedup"))))]

@@ -40,7 +40,10 @@
 //!   `budget_ms`) past the [budget](TimingLayer::budget) (default 1 s); at ERROR past
 //!   WeChat's 5 s [deadline](TimingLayer::deadline). A callback whose future is dropped
 //!   unanswered (the client went away) gets `callback dropped unanswered` at WARN (ERROR
-//!   past the deadline); an inner error without a response, ERROR.
+//!   past the deadline); an inner error without a response, ERROR. A request refused with a
+//!   4xx before any message was parsed (a bad signature, malformed XML …) gets its line at
+//!   DEBUG (`callback refused`): VerifyLayer already logged why, in one bounded and
+//!   rate-limited warning, so a flood of bad requests does not cost two lines each.
 //! - **Background work.** [`Timing`] puts a [`CallbackHook`](crate::hook::CallbackHook) in the
 //!   request extensions; when FastAck moves a slow handler to the background and it ends,
 //!   one line `background work finished` is logged under the callback's span with
@@ -49,7 +52,8 @@
 //!   `background=true`.
 //!
 //! No token, key, signature, query or message content is ever logged; body-derived names
-//! (unknown types, event keys) are cut to 64 characters and logged quoted.
+//! (unknown types, event keys) and the path are cut to 64 bytes with control characters
+//! escaped, and body-derived names are logged quoted.
 //!
 //! The line carries the message's fields itself, not only through the span, so it still
 //! names the message where the INFO span is filtered out (say `RUST_LOG=warn`, to see only

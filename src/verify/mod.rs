@@ -16,7 +16,9 @@
 //! timestamp + nonce with another body is a forged reuse and gets 403. De-duplicating retries
 //! of one *message* (same `MsgId`) is the job of a layer after this one.
 
+mod deadline;
 mod future;
+mod handle;
 mod layer;
 mod query;
 mod rejection;
@@ -28,6 +30,7 @@ mod state;
 
 pub use crate::body::ResponseBody;
 pub use future::ResponseFuture;
+pub use handle::{VerifyHandle, VerifyStats};
 pub use layer::VerifyLayer;
 pub use query::CallbackQuery;
 pub use rejection::Rejection;

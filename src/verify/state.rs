@@ -2,6 +2,7 @@
 //! the nonce memory, and the checks made with them.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use subtle::Choice;
@@ -9,7 +10,8 @@ use subtle::Choice;
 use crate::signature::{Signature, Token};
 
 use super::query::RawQuery;
-use super::rejection::Rejection;
+use super::rejection::{CODES, Rejection};
+use crate::redact::{LogBudget, Permit};
 use super::replay::{Delivery, ReplayGuard};
 #[cfg(feature = "crypto")]
 use super::safe_mode::SafeMode;
@@ -30,10 +32,32 @@ pub(crate) struct PendingSignature {
     pub(crate) timestamp_text: String,
 }
 
-/// The settings and the nonce memory.
+/// The settings, the nonce memory and the rejection counters.
 pub(crate) struct Shared {
     pub(crate) settings: Settings,
     replay: ReplayGuard,
+    pub(crate) rejections: RejectionLog,
+}
+
+/// Rejections counted per reason, and the budget of their log lines.
+#[derive(Debug, Default)]
+pub(crate) struct RejectionLog {
+    pub(crate) by_reason: [AtomicU64; CODES.len()],
+    budget: LogBudget,
+    /// Lines left out since start.
+    pub(crate) suppressed: AtomicU64,
+}
+
+impl RejectionLog {
+    /// Counts `rejection`; says whether its line may be logged.
+    pub(crate) fn count(&self, rejection: &Rejection) -> Permit {
+        self.by_reason[rejection.index()].fetch_add(1, Relaxed);
+        let permit = self.budget.permit();
+        if permit == Permit::Suppress {
+            self.suppressed.fetch_add(1, Relaxed);
+        }
+        permit
+    }
 }
 
 /// What the builder sets.
@@ -44,23 +68,35 @@ pub(crate) struct Settings {
     pub(crate) safe_mode: Option<SafeMode>,
     pub(crate) window: Option<Duration>,
     pub(crate) nonce_capacity: usize,
+    pub(crate) nonce_bytes: usize,
     pub(crate) refuse_repeats: bool,
     pub(crate) body_limit: usize,
+    pub(crate) body_timeout: Option<Duration>,
 }
 
 impl Shared {
     /// The state for `settings`, with an empty nonce memory.
     pub(crate) fn new(settings: Settings) -> Self {
+        let by_bytes = settings.nonce_bytes / super::VerifyLayer::NONCE_BYTES_PER_PAIR;
         let replay = ReplayGuard::new(
             settings.window,
-            settings.nonce_capacity,
+            settings.nonce_capacity.min(by_bytes),
             settings.refuse_repeats,
         );
-        Self { settings, replay }
+        Self {
+            settings,
+            replay,
+            rejections: RejectionLog::default(),
+        }
     }
 
     pub(crate) fn body_limit(&self) -> usize {
         self.settings.body_limit
+    }
+
+    /// The body-read deadline, counted from the request's arrival.
+    pub(crate) fn body_timeout(&self) -> Option<Duration> {
+        self.settings.body_timeout
     }
 
     /// Checks what the query alone can prove: the plain `signature` (when sent) against
@@ -202,9 +238,11 @@ impl fmt::Debug for Shared {
             .field("tokens", &settings.tokens.len())
             .field("timestamp_window", &settings.window)
             .field("nonce_cache_capacity", &settings.nonce_capacity)
+            .field("nonce_cache_bytes", &settings.nonce_bytes)
             .field("refuse_identical_repeats", &settings.refuse_repeats)
             .field("safe_mode", &self.has_safe_mode())
             .field("body_limit", &settings.body_limit)
+            .field("body_timeout", &settings.body_timeout)
             .finish()
     }
 }
