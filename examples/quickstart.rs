@@ -18,7 +18,12 @@
 //!
 //! At start it prints curl lines, signed with the token (and in safe mode encrypted with the
 //! key), to try the handshake and a message. The log (`RUST_LOG`, default `info`) has one
-//! line per callback with its MsgId and latency. Ctrl-C or SIGTERM stops taking callbacks and
+//! line per callback with its MsgId and latency.
+//!
+//! It is served by `tower_wechat::serve::Server`, with the timeouts a server facing the
+//! internet needs: a request head must arrive within 5 s (also the idle keep-alive time), a
+//! body within 3 s of its request (VerifyLayer, 408 past it), at most 512 connections at
+//! once. Ctrl-C or SIGTERM stops taking callbacks, drains open connections (up to 5 s) and
 //! lets running handlers finish (up to 10 s).
 
 use std::error::Error;
@@ -28,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::routing::post;
 use tower_wechat::crypto::{self, EncodingAesKey};
+use tower_wechat::serve::Server;
 use tower_wechat::signature::Signature;
 use tower_wechat::verify::SafeMode;
 use tower_wechat::{CallbackLayer, Event, Message, MessageKind, Reply, ReplyContent, Token};
@@ -176,9 +182,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     print_how_to_try(listener.local_addr()?);
 
-    axum::serve(listener, app(stack))
-        .with_graceful_shutdown(shutdown_signal())
+    let report = Server::new(listener)
+        .serve(app(stack), shutdown_signal())
         .await?;
+    tracing::info!(?report, "server stopped");
     // No new callbacks now; let handlers still running in the background finish.
     handle.shutdown(Duration::from_secs(10)).await;
     Ok(())

@@ -168,6 +168,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 #[cfg(feature = "fast-ack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fast-ack")))]
 pub mod ack;

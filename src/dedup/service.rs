@@ -108,6 +108,11 @@ fn route_key(path: &str, key: &str) -> String {
     format!("sha1:{digest}|{key}")
 }
 
+#[cfg(test)]
+pub(crate) fn route_key_for_tests(path: &str, key: &str) -> String {
+    route_key(path, key)
+}
+
 /// One delivery of a keyed callback.
 struct Attempt<St> {
     store: Arc<St>,
@@ -174,8 +179,7 @@ impl<St: DedupStore> Attempt<St> {
             match settle {
                 Settle::Complete(stored) => {
                     let ttl = state.settings.ttl;
-                    match timeout(store_timeout, store.complete(&key, lease, &stored, ttl)).await
-                    {
+                    match timeout(store_timeout, store.complete(&key, lease, &stored, ttl)).await {
                         Ok(true) => {}
                         Ok(false) => tracing::warn!(
                             msg = %label,

@@ -57,9 +57,7 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
     let mut just_opened = false;
 
     loop {
-        let event = reader
-            .read_event()
-            .map_err(syntax_error)?;
+        let event = reader.read_event().map_err(syntax_error)?;
         match event {
             Event::Start(start) if root != Root::Inside => {
                 check_root(root, start.name().as_ref())?;

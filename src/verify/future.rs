@@ -300,7 +300,9 @@ where
                 let request = Request::from_parts(parts, Full::new(plaintext));
                 Ok((inner.call(request), seal))
             }
-            Err(rejection) => Err(rejection.into_response(&shared, &parts.method, parts.uri.path())),
+            Err(rejection) => {
+                Err(rejection.into_response(&shared, &parts.method, parts.uri.path()))
+            }
         }
     }
 }

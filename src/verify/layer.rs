@@ -8,9 +8,9 @@ use tower_layer::Layer;
 
 use crate::signature::Token;
 
+use super::handle::VerifyHandle;
 #[cfg(feature = "crypto")]
 use super::safe_mode::SafeMode;
-use super::handle::VerifyHandle;
 use super::service::Verify;
 use super::state::{Settings, Shared};
 

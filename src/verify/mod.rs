@@ -38,5 +38,14 @@ pub use rejection::Rejection;
 pub use safe_mode::SafeMode;
 pub use service::Verify;
 
+/// For the query fuzz target: what [`Verify`] does with a query before any signature is
+/// computed.
+#[cfg(fuzzing)]
+pub(crate) fn __fuzz_parse_query(query: &str) -> Result<CallbackQuery, Rejection> {
+    let raw = query::RawQuery::parse(query)?;
+    let timestamp = raw.signed_parts()?.timestamp;
+    Ok(raw.into_callback_query(timestamp))
+}
+
 #[cfg(test)]
 mod tests;

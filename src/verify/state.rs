@@ -11,10 +11,10 @@ use crate::signature::{Signature, Token};
 
 use super::query::RawQuery;
 use super::rejection::{CODES, Rejection};
-use crate::redact::{LogBudget, Permit};
 use super::replay::{Delivery, ReplayGuard};
 #[cfg(feature = "crypto")]
 use super::safe_mode::SafeMode;
+use crate::redact::{LogBudget, Permit};
 
 /// What the query proved.
 pub(crate) struct Verified {
