@@ -119,7 +119,11 @@ where
 
     /// Answered with `rejection`'s response (and its log line).
     pub(crate) fn rejected<T>(rejection: Rejection, shared: &Shared, request: &Request<T>) -> Self {
-        Self::answered(rejection.into_response(shared, request.method(), request.uri().path()))
+        Self::answered(rejection.into_response(
+            &shared.rejections,
+            request.method(),
+            request.uri().path(),
+        ))
     }
 
     pub(crate) fn read_body(
@@ -301,7 +305,7 @@ where
                 Ok((inner.call(request), seal))
             }
             Err(rejection) => {
-                Err(rejection.into_response(&shared, &parts.method, parts.uri.path()))
+                Err(rejection.into_response(&shared.rejections, &parts.method, parts.uri.path()))
             }
         }
     }

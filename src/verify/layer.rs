@@ -50,7 +50,7 @@ impl VerifyLayer {
     /// of the pair and one of the body in a hash map, and its place in the eviction queue,
     /// with the slack of both growing by doubling. Nonces are hashed, so a pair's cost does
     /// not depend on what the request held.
-    pub const NONCE_BYTES_PER_PAIR: usize = 48;
+    pub const NONCE_BYTES_PER_PAIR: usize = super::state::NONCE_BYTES_PER_PAIR;
     /// The default body-read deadline: 3 s from the request's arrival (feature
     /// `body-timeout`). WeChat sends its few KiB at once and gives up after 5 s, so a body
     /// still arriving after 3 s is not WeChat's; answering 408 then frees the connection

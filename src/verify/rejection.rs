@@ -7,9 +7,9 @@ use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
 
 use crate::message::ParseError;
-use crate::redact::{Permit, Untrusted};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::state::Shared;
+use crate::redact::{LogBudget, Permit, Untrusted};
 
 /// Why a callback was refused. Each maps to one status code; its `Display` is the short
 /// plain-text body of the response and the `reason` field of the warning that is logged.
@@ -136,12 +136,12 @@ impl Rejection {
     /// plain-text response.
     pub(crate) fn into_response(
         self,
-        shared: &Shared,
+        log: &RejectionLog,
         method: &Method,
         path: &str,
     ) -> Response<Full<Bytes>> {
         let status = self.status();
-        if let Permit::Log { suppressed } = shared.rejections.count(&self) {
+        if let Permit::Log { suppressed } = log.count(&self) {
             let method = Untrusted(method.as_str());
             let suppressed = (suppressed > 0).then_some(suppressed);
             // TimingLayer's span already names the path: say it once per line.
@@ -180,6 +180,27 @@ impl Rejection {
             _ => {}
         }
         response
+    }
+}
+
+/// Rejections counted per reason, and the budget of their log lines.
+#[derive(Debug, Default)]
+pub(crate) struct RejectionLog {
+    pub(crate) by_reason: [AtomicU64; CODES.len()],
+    budget: LogBudget,
+    /// Lines left out since start.
+    pub(crate) suppressed: AtomicU64,
+}
+
+impl RejectionLog {
+    /// Counts `rejection`; says whether its line may be logged.
+    pub(crate) fn count(&self, rejection: &Rejection) -> Permit {
+        self.by_reason[rejection.index()].fetch_add(1, Relaxed);
+        let permit = self.budget.permit();
+        if permit == Permit::Suppress {
+            self.suppressed.fetch_add(1, Relaxed);
+        }
+        permit
     }
 }
 

@@ -2,7 +2,6 @@
 //! the nonce memory, and the checks made with them.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use subtle::Choice;
@@ -10,11 +9,14 @@ use subtle::Choice;
 use crate::signature::{Signature, Token};
 
 use super::query::RawQuery;
-use super::rejection::{CODES, Rejection};
+use super::rejection::{Rejection, RejectionLog};
 use super::replay::{Delivery, ReplayGuard};
 #[cfg(feature = "crypto")]
 use super::safe_mode::SafeMode;
-use crate::redact::{LogBudget, Permit};
+
+/// What one remembered timestamp + nonce pair costs; see
+/// [`VerifyLayer::NONCE_BYTES_PER_PAIR`](super::VerifyLayer::NONCE_BYTES_PER_PAIR).
+pub(crate) const NONCE_BYTES_PER_PAIR: usize = 48;
 
 /// What the query proved.
 pub(crate) struct Verified {
@@ -39,27 +41,6 @@ pub(crate) struct Shared {
     pub(crate) rejections: RejectionLog,
 }
 
-/// Rejections counted per reason, and the budget of their log lines.
-#[derive(Debug, Default)]
-pub(crate) struct RejectionLog {
-    pub(crate) by_reason: [AtomicU64; CODES.len()],
-    budget: LogBudget,
-    /// Lines left out since start.
-    pub(crate) suppressed: AtomicU64,
-}
-
-impl RejectionLog {
-    /// Counts `rejection`; says whether its line may be logged.
-    pub(crate) fn count(&self, rejection: &Rejection) -> Permit {
-        self.by_reason[rejection.index()].fetch_add(1, Relaxed);
-        let permit = self.budget.permit();
-        if permit == Permit::Suppress {
-            self.suppressed.fetch_add(1, Relaxed);
-        }
-        permit
-    }
-}
-
 /// What the builder sets.
 #[derive(Clone)]
 pub(crate) struct Settings {
@@ -77,7 +58,7 @@ pub(crate) struct Settings {
 impl Shared {
     /// The state for `settings`, with an empty nonce memory.
     pub(crate) fn new(settings: Settings) -> Self {
-        let by_bytes = settings.nonce_bytes / super::VerifyLayer::NONCE_BYTES_PER_PAIR;
+        let by_bytes = settings.nonce_bytes / NONCE_BYTES_PER_PAIR;
         let replay = ReplayGuard::new(
             settings.window,
             settings.nonce_capacity.min(by_bytes),
