@@ -650,3 +650,24 @@ async fn another_paths_answer_is_never_replayed_for_the_callback_url() {
     assert_eq!(handled.load(Ordering::SeqCst), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn each_request_carries_the_peer_address() {
+    let router = Router::new().route(
+        "/peer",
+        axum::routing::get(
+            |axum::Extension(peer): axum::Extension<SocketAddr>| async move { peer.to_string() },
+        ),
+    );
+    let server = Running::start(router, |server| server).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    stream
+        .write_all(b"GET /peer HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.ends_with(&local.to_string()), "{answer}");
+    server.stop().await;
+}
