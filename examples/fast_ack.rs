@@ -26,7 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use tower_wechat::dedup::{DedupLayer, DedupStore};
+use tower_wechat::dedup::DedupStore;
 use tower_wechat::{CallbackHandle, CallbackLayer, Message, MessageKind, Reply, ReplyContent};
 
 #[path = "quickstart.rs"]
@@ -126,7 +126,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Ok(url) => {
             println!("Dedup keys in Redis at {url}");
             let store = tower_wechat::dedup::RedisStore::open(&url)?;
-            app(stack.dedup(|_| DedupLayer::with_store(store)), delay)
+            app(stack.dedup(|_| tower_wechat::DedupLayer::with_store(store)), delay)
         }
         #[cfg(not(feature = "redis"))]
         Ok(_) => return Err("REDIS_URL is set: build with --features redis".into()),

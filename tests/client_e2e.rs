@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use standin::{APPID, Act, SECRET, StandIn};
+use standin::{APPID, Act, CORPID, SECRET, StandIn, WECOM_APPS};
 use tower_wechat::client::{AppSecret, RetryPolicy, TemplateMessage, WeChatClient};
 
 /// Revokes the tokens at the 20th request; the first attempt at about one message in five
@@ -105,7 +105,17 @@ fn example() -> Option<PathBuf> {
 }
 
 async fn run_example(standin: &StandIn, count: &str) -> std::process::Output {
+    run_example_kind(standin, "template", count).await
+}
+
+/// Runs the example with `WECHAT_SEND_KIND=kind` (WeCom's settings set too).
+async fn run_example_kind(standin: &StandIn, kind: &str, count: &str) -> std::process::Output {
     tokio::process::Command::new(example().unwrap())
+        .env("WECHAT_SEND_KIND", kind)
+        .env("WECHAT_CORPID", CORPID)
+        .env("WECHAT_CORPSECRET", WECOM_APPS[0].0)
+        .env("WECHAT_AGENTID", WECOM_APPS[0].1.to_string())
+        .env("WECHAT_TOUSER", "zhangsan|lisi")
         .env("WECHAT_API_BASE", standin.base_url())
         .env("WECHAT_APPID", APPID)
         .env("WECHAT_SECRET", SECRET)
@@ -164,4 +174,88 @@ async fn the_example_exits_non_zero_when_a_message_fails() {
         .await
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
+}
+
+/// Revokes the tokens at the 20th request; the first attempt at about one message in five
+/// gets -1, one in five a gateway error, and (`ambiguous_safe`: WeCom with its duplicate
+/// check) one in ten has its connection dropped after it was carried out. Without a
+/// de-duplication id (subscribe messages) the gateway error is 503, which says the request
+/// was not carried out; with one it is 502.
+fn misbehave_kind(standin: &StandIn, ambiguous_safe: bool) {
+    standin.message_plan(move |n, key, attempt| {
+        if n == 20 {
+            return Act::RevokeTokens;
+        }
+        let bucket = key.bytes().map(u64::from).sum::<u64>() % 10;
+        match (attempt, bucket, ambiguous_safe) {
+            (1, 0 | 1, _) => Act::Busy,
+            (1, 2 | 3, false) => Act::Status(503),
+            (1, 2 | 3, true) => Act::Status(502),
+            (1, 4, true) => Act::DropAfter,
+            _ => Act::Normal,
+        }
+    });
+}
+
+#[tokio::test]
+async fn the_example_delivers_subscribe_and_wecom_messages_once_and_exits_0() {
+    if example().is_none() {
+        return;
+    }
+    for kind in ["subscribe", "bizsend", "wecom"] {
+        let standin = StandIn::start().await;
+        misbehave_kind(&standin, kind == "wecom");
+        let output = run_example_kind(&standin, kind, "60").await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{kind}: {stdout}\n{stderr}");
+        assert!(
+            stdout.contains("sent 60, failed 0, token fetches 2"),
+            "{kind}: {stdout}"
+        );
+        assert_each_delivered_once(&standin, 60);
+        assert!(standin.api_requests() > 60 + 15, "{kind}: faults missing");
+        if kind == "wecom" {
+            assert!(
+                standin.wecom_suppressed() > 0,
+                "no dropped connection retried"
+            );
+            assert_eq!(standin.wecom_issued(WECOM_APPS[0].1), 2);
+        }
+        for secret in [SECRET, WECOM_APPS[0].0] {
+            assert!(!stdout.contains(secret) && !stderr.contains(secret));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_example_reports_quota_and_refusals_with_their_class_without_retrying() {
+    if example().is_none() {
+        return;
+    }
+    for (kind, errcode, class) in [
+        ("bizsend", 43101, "user_refused"),
+        ("subscribe", 45009, "quota"),
+        ("wecom", 60020, "configuration"),
+    ] {
+        let standin = StandIn::start().await;
+        standin.message_plan(move |n, _, _| {
+            if n == 1 {
+                Act::Errcode(errcode)
+            } else {
+                Act::Normal
+            }
+        });
+        let output = run_example_kind(&standin, kind, "3").await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{kind}: {stdout}\n{stderr}");
+        assert!(stdout.contains("sent 2, failed 1"), "{kind}: {stdout}");
+        assert!(stdout.contains("retries 0"), "{kind}: {stdout}");
+        assert!(
+            stderr.contains(&format!("({class})")) && stderr.contains(&errcode.to_string()),
+            "{kind}: {stderr}"
+        );
+        assert_eq!(standin.api_requests(), 3);
+    }
 }

@@ -15,7 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::ClientError;
-use super::read_body::errcode;
+use super::read_body::answer_class;
 use crate::macros::define_inner_service_accessors;
 
 /// The breaker's state.
@@ -50,8 +50,10 @@ pub struct BreakerStats {
 /// opens and refuses calls for `open_duration`; then it lets `half_open_probes` calls through,
 /// closing on a success and opening again on a failure.
 ///
-/// A failure is an error, an HTTP 5xx, or errcode `-1` (WeChat busy). Other errcodes are
-/// answers, not outages. Errors that say nothing about WeChat's API — no access_token
+/// A failure is what [`ClientError::counts_for_breaker`] says: an HTTP 5xx, errcode `-1`
+/// (WeChat busy), no connection, no answer, an answer that is not WeChat's. Other errcodes
+/// are answers, not outages: one account's quota (45009, 45047), refused user (43101) or
+/// untrusted IP (60020) never opens the breaker for the others. Errors that say nothing about WeChat's API — no access_token
 /// ([`ClientError::Token`]: the token cache retries and shares its fetch's error on its
 /// own), the shared token store ([`ClientError::Store`]), bad input — count neither way; a
 /// probe that ends so frees its slot. Put it outside the retry layer: one call is the whole
@@ -85,6 +87,9 @@ struct Shared {
     open_duration: Duration,
     half_open_probes: u32,
     state: Mutex<State>,
+    /// The `host` label of its metrics (set once by `WeChatClient`'s builder).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    label: std::sync::OnceLock<String>,
 }
 
 struct State {
@@ -173,6 +178,20 @@ impl CircuitBreakerLayer {
         self.shared.open_for()
     }
 
+    /// A new, closed breaker with the same settings (for another API host).
+    pub(crate) fn fresh(&self) -> Self {
+        Self::with_settings(
+            self.shared.failure_threshold,
+            self.shared.open_duration,
+            self.shared.half_open_probes,
+        )
+    }
+
+    /// Names the breaker's `host` metrics label, unless it already has one.
+    pub(crate) fn name(&self, host: &str) {
+        let _ = self.shared.label.set(host.to_owned());
+    }
+
     fn with_settings(failure_threshold: u32, open_duration: Duration, probes: u32) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -188,6 +207,7 @@ impl CircuitBreakerLayer {
                     rejected: 0,
                     opened: 0,
                 }),
+                label: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -256,9 +276,11 @@ impl Shared {
         if let Mode::Open { until } = state.mode {
             if Instant::now() < until {
                 state.rejected += 1;
+                self.record_rejected();
                 return None;
             }
             state.set_mode(Mode::HalfOpen { probes: 0 });
+            self.record_state(BreakerState::HalfOpen);
         }
         let kind = match state.mode {
             Mode::HalfOpen { probes } if probes < self.half_open_probes => {
@@ -268,6 +290,7 @@ impl Shared {
             }
             Mode::HalfOpen { .. } | Mode::Open { .. } => {
                 state.rejected += 1;
+                self.record_rejected();
                 return None;
             }
             Mode::Closed => Kind::Normal,
@@ -294,6 +317,7 @@ impl Shared {
             (Mode::HalfOpen { .. }, Kind::Probe, Outcome::Success) => {
                 state.set_mode(Mode::Closed);
                 state.consecutive_failures = 0;
+                self.record_state(BreakerState::Closed);
                 tracing::info!("circuit breaker closed: WeChat answered a probe");
             }
             (Mode::HalfOpen { .. }, Kind::Probe, Outcome::Failure) => self.open(&mut state),
@@ -328,6 +352,32 @@ impl Shared {
         }
     }
 
+    #[cfg(feature = "metrics")]
+    fn label(&self) -> &str {
+        self.label.get().map_or("api", String::as_str)
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    fn record_rejected(&self) {
+        #[cfg(feature = "metrics")]
+        super::metrics::record_breaker_rejected(self.label());
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    fn record_state(&self, state: BreakerState) {
+        #[cfg(feature = "metrics")]
+        super::metrics::record_breaker_state(
+            self.label(),
+            match state {
+                BreakerState::Closed => 0.0,
+                BreakerState::HalfOpen => 1.0,
+                BreakerState::Open => 2.0,
+            },
+        );
+        #[cfg(not(feature = "metrics"))]
+        let _ = state;
+    }
+
     /// How long the breaker stays open from now; `None` unless it is open.
     fn open_for(&self) -> Option<Duration> {
         match self.lock().mode {
@@ -343,6 +393,9 @@ impl Shared {
         state.set_mode(Mode::Open { until });
         state.consecutive_failures = 0;
         state.opened += 1;
+        self.record_state(BreakerState::Open);
+        #[cfg(feature = "metrics")]
+        super::metrics::record_breaker_opened(self.label());
         tracing::warn!(
             open_for = ?self.open_duration,
             "circuit breaker opened: WeChat calls fail fast"
@@ -428,19 +481,19 @@ where
     }
 }
 
-/// What an outcome says about WeChat's health.
+/// What an outcome says about WeChat's health: [`ErrorClass::counts_for_breaker`] decides.
+/// Any other answer of WeChat's (45009, 43101, 60020, ... included) shows the API is up; an
+/// error without an answer that does not count (no access_token: its source retries and
+/// shares its errors on its own; the shared store; bad input) says nothing.
 fn outcome(result: &Result<Response<Bytes>, ClientError>) -> Outcome {
     match result {
-        Ok(response) if response.status().is_server_error() || errcode(response) == Some(-1) => {
-            Outcome::Failure
-        }
-        Ok(_) => Outcome::Success,
-        // Not sent for reasons of the caller's own: no access_token (its source retries and
-        // shares its errors on its own; a shared store may be what failed), bad input.
-        Err(ClientError::Token(_) | ClientError::InvalidInput(_) | ClientError::Store(_)) => {
-            Outcome::Neutral
-        }
-        Err(_) => Outcome::Failure,
+        Ok(response) => match answer_class(response) {
+            Some(class) if class.counts_for_breaker() => Outcome::Failure,
+            _ => Outcome::Success,
+        },
+        Err(error) if error.counts_for_breaker() => Outcome::Failure,
+        Err(ClientError::Api(_) | ClientError::Status(_)) => Outcome::Success,
+        Err(_) => Outcome::Neutral,
     }
 }
 

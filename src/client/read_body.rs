@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::ClientError;
+use super::{ClientError, ErrorClass};
 use crate::BoxError;
 use crate::macros::define_inner_service_accessors;
 
@@ -31,6 +31,23 @@ pub fn errcode(response: &Response<Bytes>) -> Option<i64> {
         Some(ErrCode(code)) => Some(*code),
         None => parse_errcode(response.body()),
     }
+}
+
+/// The failure class of a buffered answer: `None` for a success, the status's class for a
+/// non-2xx status (checked first: a gateway's page is no answer of WeChat's), otherwise the
+/// errcode's.
+pub(crate) fn answer_class(response: &Response<Bytes>) -> Option<ErrorClass> {
+    let status = response.status();
+    if status.is_server_error() {
+        return Some(ErrorClass::Unavailable);
+    }
+    if let Some(code) = errcode(response).filter(|code| *code != 0) {
+        return Some(ErrorClass::of_errcode(code));
+    }
+    if !status.is_success() {
+        return Some(ErrorClass::Rejected);
+    }
+    None
 }
 
 fn parse_errcode(body: &[u8]) -> Option<i64> {

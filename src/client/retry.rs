@@ -11,11 +11,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::retry::budget::{Budget, TpsBudget};
 
-use super::ClientError;
-use super::read_body::errcode;
+use super::read_body::{answer_class, errcode};
+use super::{ClientError, ErrorClass};
 
 /// Marks a request as safe to repeat even when WeChat may already have carried it out
-/// (token fetches; template messages with a `client_msg_id`, which WeChat de-duplicates).
+/// (token fetches and GETs; template messages with a `client_msg_id`, which WeChat
+/// de-duplicates; WeCom app messages with the duplicate check on, which WeCom de-duplicates).
 /// Put it in the request's extensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Idempotent;
@@ -35,6 +36,9 @@ pub struct Idempotent;
 ///   customer-service message, a template message without `client_msg_id`) a 502 comes back
 ///   to the caller as [`ClientError::Status`], whose
 ///   [`not_sent`](ClientError::not_sent) is `false`: it may have been delivered.
+///
+/// This is [`ErrorClass::is_retryable`] applied to each attempt's outcome: quota, permission,
+/// configuration and user-refused errcodes (45009, 45047, 43101, 60020, ...) are never retried.
 ///
 /// Never retried: any other errcode (token errors are handled by
 /// [`AccessTokenLayer`](super::AccessTokenLayer)), 4xx, an open circuit, a failed token
@@ -179,18 +183,22 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Whether an outcome may be retried, given whether the request is idempotent.
+/// Whether an outcome may be retried, given whether the request is idempotent: only the
+/// [`ErrorClass::Unavailable`] class ([`ErrorClass::is_retryable`]), and of it only what
+/// WeChat did not carry out (-1, 503, connect failures) unless the request is idempotent.
 pub(crate) fn retryable(idempotent: bool, result: &Result<Response<Bytes>, ClientError>) -> bool {
     match result {
-        Ok(response) => match response.status() {
-            StatusCode::SERVICE_UNAVAILABLE => true,
-            // 502 included: the gateway may have passed the request on before failing.
-            status if status.is_server_error() => idempotent,
-            _ => errcode(response) == Some(-1),
-        },
-        Err(ClientError::Connect(_)) => true,
-        Err(ClientError::Timeout(_) | ClientError::Transport(_)) => idempotent,
-        Err(_) => false,
+        Ok(response) => {
+            if !answer_class(response).is_some_and(ErrorClass::is_retryable) {
+                return false;
+            }
+            // 502 included among the ambiguous: the gateway may have passed the request on
+            // before failing.
+            let not_carried_out = response.status() == StatusCode::SERVICE_UNAVAILABLE
+                || (!response.status().is_server_error() && errcode(response) == Some(-1));
+            idempotent || not_carried_out
+        }
+        Err(error) => error.is_retryable() && (idempotent || error.not_sent()),
     }
 }
 
@@ -212,11 +220,15 @@ impl tower::retry::Policy<Request<Full<Bytes>>, Response<Bytes>, ClientError> fo
         }
         if !config.budget.withdraw() {
             config.budget_refusals.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            super::metrics::record_budget_refusal();
             tracing::warn!("retry budget exhausted: not retrying a failed WeChat call");
             return None;
         }
         self.retries += 1;
         config.retries.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        super::metrics::record_retry();
         let delay = self.backoff(self.retries);
         tracing::debug!(retry = self.retries, ?delay, "retrying a WeChat call");
         Some(tokio::time::sleep(delay))

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 /// An Official Account's appsecret. `Debug` prints `AppSecret(***)`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct AppSecret(Arc<str>);
 
 impl AppSecret {

@@ -209,9 +209,34 @@ struct Shared {
     /// Handed-back messages not yet taken; at most `unsent_limit` while running.
     unsent: StdMutex<Vec<Unsent>>,
     unsent_limit: usize,
+    /// The client's label, for metrics.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    account: String,
 }
 
 impl Shared {
+    /// Counts a message's outcome (`sent`, `failed`, `unsent`, `requeued`).
+    fn count(&self, outcome: &'static str) {
+        let counter = match outcome {
+            "sent" => &self.sent,
+            "failed" => &self.failed,
+            "unsent" => &self.unsent_count,
+            _ => &self.requeued,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        super::metrics::record_sender(&self.account, outcome);
+    }
+
+    /// Publishes the queue's depth.
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
+    fn depth(&self, depth: usize) {
+        #[cfg(feature = "metrics")]
+        super::metrics::record_queue_depth(&self.account, depth);
+        #[cfg(not(feature = "metrics"))]
+        let _ = depth;
+    }
+
     fn unsent(&self) -> std::sync::MutexGuard<'_, Vec<Unsent>> {
         self.unsent
             .lock()
@@ -228,7 +253,7 @@ impl Shared {
                 message = ?unsent.message,
                 "a background WeChat message was not sent, and the list of unsent ones is full"
             );
-            self.failed.fetch_add(1, Ordering::Relaxed);
+            self.count("failed");
             return;
         }
         tracing::warn!(
@@ -238,7 +263,7 @@ impl Shared {
             "a background WeChat message was not sent; handed back"
         );
         list.push(unsent);
-        self.unsent_count.fetch_add(1, Ordering::Relaxed);
+        self.count("unsent");
     }
 }
 
@@ -269,6 +294,7 @@ impl WeChatClient {
             requeued: AtomicU64::new(0),
             unsent: StdMutex::new(Vec::new()),
             unsent_limit: capacity.max(1),
+            account: self.label().to_owned(),
         });
         let worker = tokio::spawn(run(
             self.clone(),
@@ -290,7 +316,14 @@ impl BackgroundSender {
         self.queue.try_send(message).map_err(|error| match error {
             mpsc::error::TrySendError::Full(message) => QueueError::Full(Box::new(message)),
             mpsc::error::TrySendError::Closed(message) => QueueError::Closed(Box::new(message)),
-        })
+        })?;
+        self.publish_depth();
+        Ok(())
+    }
+
+    fn publish_depth(&self) {
+        self.shared
+            .depth(self.queue.max_capacity() - self.queue.capacity());
     }
 
     /// Queues `message`, waiting for room.
@@ -301,7 +334,9 @@ impl BackgroundSender {
         self.queue
             .send(message)
             .await
-            .map_err(|error| QueueError::Closed(Box::new(error.0)))
+            .map_err(|error| QueueError::Closed(Box::new(error.0)))?;
+        self.publish_depth();
+        Ok(())
     }
 
     /// What was sent so far.
@@ -365,6 +400,7 @@ async fn run(
             }
         };
         let Some(message) = message else { break };
+        shared.depth(receiver.len());
         let permit = permits.clone().acquire_owned().await.expect("never closed");
         let client = client.clone();
         let shared = shared.clone();
@@ -393,12 +429,12 @@ async fn deliver(client: &WeChatClient, message: Outgoing, shared: &Shared) {
         };
         let error = match result {
             Ok(()) => {
-                shared.sent.fetch_add(1, Ordering::Relaxed);
+                shared.count("sent");
                 return;
             }
             Err(error) if !error.not_sent() => {
-                tracing::warn!(%error, ?message, "a background WeChat send failed");
-                shared.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, class = %error.class(), ?message, "a background WeChat send failed");
+                shared.count("failed");
                 return;
             }
             Err(error) => error,
@@ -427,7 +463,7 @@ async fn deliver(client: &WeChatClient, message: Outgoing, shared: &Shared) {
             });
             return;
         }
-        shared.requeued.fetch_add(1, Ordering::Relaxed);
+        shared.count("requeued");
         tracing::debug!(%error, ?delay, attempts, "a background WeChat message was not sent; trying again later");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

@@ -87,6 +87,10 @@ pub enum Endpoint {
     /// independent callers do not invalidate each other. After a rejection it is called with
     /// `force_refresh: true` (WeChat limits those to 20 a day).
     Stable,
+    /// WeCom's `GET /cgi-bin/gettoken?corpid=..&corpsecret=..` (on
+    /// [`WECOM_API_BASE`](super::WECOM_API_BASE)): each app of a corp has its own secret and
+    /// its own token; while a token is valid the same one is handed out again.
+    WeCom,
 }
 
 /// Fetches tokens from WeChat with an appid and appsecret, over any HTTP service that
@@ -132,6 +136,30 @@ impl<S> WeChatTokenSource<S> {
         })
     }
 
+    /// A source for the WeCom app whose secret is `corpsecret`, in corp `corpid`, at
+    /// `base_url` (normally [`WECOM_API_BASE`](super::WECOM_API_BASE)): [`Endpoint::WeCom`].
+    /// Every app has its own secret and its own token, so give each app its own source (and
+    /// cache): a token of one app is refused for another's agentid (WeCom's errcode 301002).
+    ///
+    /// ```
+    /// use tower_wechat::client::{AppSecret, WECOM_API_BASE, WeChatTokenSource};
+    ///
+    /// let http = tower::service_fn(|_: http::Request<http_body_util::Full<bytes::Bytes>>| async {
+    ///     Ok::<_, tower_wechat::client::ClientError>(http::Response::new(bytes::Bytes::new()))
+    /// });
+    /// let source = WeChatTokenSource::wecom(http, WECOM_API_BASE, "ww0123456789", AppSecret::new("s"))?;
+    /// # let _ = source;
+    /// # Ok::<(), tower_wechat::client::ClientError>(())
+    /// ```
+    pub fn wecom(
+        http: S,
+        base_url: &str,
+        corpid: impl Into<String>,
+        corpsecret: AppSecret,
+    ) -> Result<Self, ClientError> {
+        Ok(Self::new(http, base_url, corpid, corpsecret)?.endpoint(Endpoint::WeCom))
+    }
+
     /// Uses `endpoint` instead of `/cgi-bin/token`.
     pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
         self.endpoint = endpoint;
@@ -147,6 +175,14 @@ impl<S> WeChatTokenSource<S> {
                     .append_pair("secret", self.secret.expose())
                     .finish();
                 Request::get(self.base.join(&format!("/cgi-bin/token?{query}"))?)
+                    .body(Full::default())
+            }
+            Endpoint::WeCom => {
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .append_pair("corpid", &self.appid)
+                    .append_pair("corpsecret", self.secret.expose())
+                    .finish();
+                Request::get(self.base.join(&format!("/cgi-bin/gettoken?{query}"))?)
                     .body(Full::default())
             }
             Endpoint::Stable => {
@@ -191,7 +227,8 @@ where
     }
 }
 
-/// Reads `{"access_token":"...","expires_in":7200}` or WeChat's error.
+/// Reads `{"access_token":"...","expires_in":7200}` (WeCom adds `"errcode":0`) or WeChat's
+/// error.
 pub(crate) fn parse_token(response: &Response<Bytes>) -> Result<IssuedToken, ClientError> {
     #[derive(Deserialize)]
     struct Answer {

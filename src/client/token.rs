@@ -125,6 +125,11 @@ impl AccessTokenLayer {
     pub fn fetches(&self) -> u64 {
         self.cache.fetches.load(Ordering::Relaxed)
     }
+
+    /// Names the cache's `account` metrics label, unless it already has one.
+    pub(crate) fn name(&self, account: &str) {
+        let _ = self.cache.label.set(account.to_owned());
+    }
 }
 
 /// `token`, or a [`ClientError::Token`] timeout after `wait`.
@@ -175,6 +180,9 @@ struct TokenCache {
     /// Held by the one fetch in flight (inside its task).
     refresh: Arc<tokio::sync::Mutex<()>>,
     fetches: AtomicU64,
+    /// The `account` label of its metrics (set once by `WeChatClient`'s builder).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    label: std::sync::OnceLock<String>,
 }
 
 #[derive(Default)]
@@ -200,6 +208,7 @@ impl TokenCache {
             state: RwLock::new(State::default()),
             refresh: Arc::new(tokio::sync::Mutex::new(())),
             fetches: AtomicU64::new(0),
+            label: std::sync::OnceLock::new(),
         })
     }
 
@@ -319,6 +328,11 @@ impl TokenCache {
                 ))
             })
             .and_then(|issued| self.to_cache(started, issued.token, issued.expires_in));
+        #[cfg(feature = "metrics")]
+        super::metrics::record_token_fetch(
+            self.label.get().map_or("", String::as_str),
+            result.is_ok(),
+        );
         // Everything that can fail is done: the epoch and the outcome change together.
         let mut state = self.write();
         state.epoch += 1;

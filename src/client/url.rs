@@ -7,6 +7,9 @@ use super::ClientError;
 /// WeChat's API host: `https://api.weixin.qq.com`.
 pub const WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 
+/// WeCom's (企业微信) API host: `https://qyapi.weixin.qq.com`.
+pub const WECOM_API_BASE: &str = "https://qyapi.weixin.qq.com";
+
 /// A checked base URL: `http` or `https`, a host, an optional path prefix, no query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct BaseUrl(String);
@@ -72,6 +75,12 @@ impl BaseUrl {
     pub(crate) fn origin(&self) -> Origin {
         let uri: Uri = self.0.parse().unwrap_or_default();
         Origin::of(&uri).unwrap_or_else(Origin::nowhere)
+    }
+
+    /// The base's `host:port`, e.g. a metrics label.
+    pub(crate) fn host_port(&self) -> String {
+        let origin = self.origin();
+        format!("{}:{}", origin.host, origin.port)
     }
 
     /// The base's path prefix (`""` when there is none).

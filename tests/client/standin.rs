@@ -1,6 +1,21 @@
-//! A stand-in for WeChat's API on 127.0.0.1: a real axum server that speaks WeChat's JSON,
-//! issues and checks access_tokens as the docs say, counts deliveries per message, and
-//! misbehaves on cue (busy, 5xx, slow, dropped connections, revoked tokens).
+//! A stand-in for WeChat's and WeCom's APIs on 127.0.0.1: a real axum server that speaks
+//! their JSON, issues and checks access_tokens as the docs say, counts deliveries per
+//! message, and misbehaves on cue (busy, 5xx, slow, dropped connections, revoked tokens,
+//! any errcode).
+//!
+//! WeChat (Official Accounts, Mini Programs): `/cgi-bin/token`, `/cgi-bin/stable_token`,
+//! `message/template/send`, `message/custom/send`, `message/subscribe/send` (answers a msgid)
+//! and `message/subscribe/bizsend` (answers none); `GET /cgi-bin/getcallbackip` (keyed
+//! `getcallbackip` for the plans).
+//!
+//! WeCom, as its docs say: `GET /cgi-bin/gettoken?corpid&corpsecret` issues a token per app
+//! (per secret) and hands the same one out again while it is valid; `POST
+//! /cgi-bin/message/send` refuses a token of another app than the body's `agentid` (301002),
+//! answers 40014 / 42001 for invalid / expired tokens, lists recipients it cannot reach in
+//! `invaliduser` / `invalidparty` / `invalidtag` (81013 when none is reachable), and with
+//! `enable_duplicate_check: 1` does not deliver the same request JSON again within
+//! `duplicate_check_interval` (1800 s by default). WeCom's docs do not say what a suppressed
+//! duplicate is answered; the stand-in answers it like the first (errcode 0, same msgid).
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -20,6 +35,13 @@ use serde_json::{Value, json};
 
 pub const APPID: &str = "wx0123456789abcdef";
 pub const SECRET: &str = "appsecret-0123456789-do-not-log";
+
+/// The WeCom corp, and its apps: (secret, agentid).
+pub const CORPID: &str = "ww0123456789abcdef";
+pub const WECOM_APPS: [(&str, u32); 2] = [
+    ("wecom-app-secret-A-do-not-log", 1_000_002),
+    ("wecom-app-secret-B-do-not-log", 1_000_003),
+];
 
 /// What the stand-in does with one request.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,11 +84,28 @@ struct Shared {
     attempts: Mutex<HashMap<String, Vec<Instant>>>,
     token_plan: Mutex<Plan>,
     api_plan: Mutex<MessagePlan>,
+    /// WeCom tokens: value -> (agentid of its app, state).
+    wecom_tokens: Mutex<HashMap<String, (u32, Token)>>,
+    /// gettoken requests per agentid (answered with a token or not).
+    wecom_token_requests: Mutex<HashMap<u32, u64>>,
+    wecom_issued: Mutex<HashMap<u32, u64>>,
+    /// Duplicate check: request JSON -> (msgid, until).
+    wecom_sent: Mutex<HashMap<String, (String, Instant)>>,
+    wecom_suppressed: AtomicU64,
+    /// Tokens that reached a WeCom send with another app's agentid.
+    wecom_mixed: AtomicU64,
 }
 
 struct Token {
     expires_at: Instant,
     revoked: bool,
+}
+
+/// Which API a message endpoint belongs to (their token errcodes differ).
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    WeChat,
+    WeCom,
 }
 
 impl StandIn {
@@ -84,12 +123,23 @@ impl StandIn {
             attempts: Mutex::default(),
             token_plan: Mutex::new(Box::new(|_| Act::Normal)),
             api_plan: Mutex::new(Box::new(|_, _, _| Act::Normal)),
+            wecom_tokens: Mutex::default(),
+            wecom_token_requests: Mutex::default(),
+            wecom_issued: Mutex::default(),
+            wecom_sent: Mutex::default(),
+            wecom_suppressed: AtomicU64::new(0),
+            wecom_mixed: AtomicU64::new(0),
         });
         let router = Router::new()
             .route("/cgi-bin/token", get(token))
             .route("/cgi-bin/stable_token", post(stable_token))
             .route("/cgi-bin/message/template/send", post(template_send))
             .route("/cgi-bin/message/custom/send", post(custom_send))
+            .route("/cgi-bin/message/subscribe/send", post(subscribe_send))
+            .route("/cgi-bin/message/subscribe/bizsend", post(bizsend))
+            .route("/cgi-bin/gettoken", get(wecom_token))
+            .route("/cgi-bin/getcallbackip", get(callback_ip))
+            .route("/cgi-bin/message/send", post(wecom_send))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -163,6 +213,38 @@ impl StandIn {
     pub fn attempts(&self) -> HashMap<String, Vec<Instant>> {
         self.state.attempts.lock().unwrap().clone()
     }
+
+    /// gettoken requests for the WeCom app `agentid`.
+    pub fn wecom_token_requests(&self, agentid: u32) -> u64 {
+        *self
+            .state
+            .wecom_token_requests
+            .lock()
+            .unwrap()
+            .get(&agentid)
+            .unwrap_or(&0)
+    }
+
+    /// WeCom tokens issued for the app `agentid`.
+    pub fn wecom_issued(&self, agentid: u32) -> u64 {
+        *self
+            .state
+            .wecom_issued
+            .lock()
+            .unwrap()
+            .get(&agentid)
+            .unwrap_or(&0)
+    }
+
+    /// WeCom sends not delivered because the duplicate check caught them.
+    pub fn wecom_suppressed(&self) -> u64 {
+        self.state.wecom_suppressed.load(Ordering::SeqCst)
+    }
+
+    /// WeCom sends that carried another app's token (answered 301002).
+    pub fn wecom_mixed(&self) -> u64 {
+        self.state.wecom_mixed.load(Ordering::SeqCst)
+    }
 }
 
 /// The key a template message with `data("n", n)` is counted under.
@@ -174,6 +256,64 @@ impl Shared {
     fn revoke(&self) {
         for token in self.tokens.lock().unwrap().values_mut() {
             token.revoked = true;
+        }
+        for (_, token) in self.wecom_tokens.lock().unwrap().values_mut() {
+            token.revoked = true;
+        }
+    }
+
+    /// WeCom: the app's valid token if it has one, else a new one.
+    fn wecom_issue(&self, agentid: u32) -> Value {
+        let lifetime = *self.lifetime.lock().unwrap();
+        let now = Instant::now();
+        let mut tokens = self.wecom_tokens.lock().unwrap();
+        let current = tokens
+            .iter()
+            .filter(|(_, (agent, token))| {
+                *agent == agentid && !token.revoked && token.expires_at > now
+            })
+            .max_by_key(|(_, (_, token))| token.expires_at)
+            .map(|(value, (_, token))| (value.clone(), token.expires_at - now));
+        let (token, left) = match current {
+            Some(current) => current,
+            None => {
+                *self
+                    .wecom_issued
+                    .lock()
+                    .unwrap()
+                    .entry(agentid)
+                    .or_default() += 1;
+                let token = format!("WECOM_TOKEN_{agentid}_{:08x}", fastrand::u32(..));
+                tokens.insert(
+                    token.clone(),
+                    (
+                        agentid,
+                        Token {
+                            expires_at: now + lifetime,
+                            revoked: false,
+                        },
+                    ),
+                );
+                (token, lifetime)
+            }
+        };
+        json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": left.as_secs()})
+    }
+
+    /// WeCom's errcode for a request's access_token, or the token's app when it is good.
+    fn wecom_check(&self, query: &HashMap<String, String>) -> Result<u32, Value> {
+        let Some(token) = query.get("access_token") else {
+            return Err(json!({"errcode": 41001, "errmsg": "access_token missing"}));
+        };
+        match self.wecom_tokens.lock().unwrap().get(token) {
+            None => Err(json!({"errcode": 40014, "errmsg": "invalid access_token"})),
+            Some((_, token)) if token.revoked => {
+                Err(json!({"errcode": 40014, "errmsg": "invalid access_token"}))
+            }
+            Some((_, token)) if token.expires_at <= Instant::now() => {
+                Err(json!({"errcode": 42001, "errmsg": "access_token expired"}))
+            }
+            Some((agent, _)) => Ok(*agent),
         }
     }
 
@@ -332,6 +472,16 @@ async fn message(
     body: &Bytes,
     key_of: fn(&Value) -> Option<String>,
 ) -> Result<(Act, Value, String), Response> {
+    message_on(Api::WeChat, shared, query, body, key_of).await
+}
+
+async fn message_on(
+    api: Api,
+    shared: &Shared,
+    query: &HashMap<String, String>,
+    body: &Bytes,
+    key_of: fn(&Value) -> Option<String>,
+) -> Result<(Act, Value, String), Response> {
     let n = shared.api_requests.fetch_add(1, Ordering::SeqCst);
     let parsed = serde_json::from_slice::<Value>(body).ok();
     let key = parsed.as_ref().and_then(key_of);
@@ -346,7 +496,11 @@ async fn message(
     };
     let act = (shared.api_plan.lock().unwrap())(n, key.as_deref().unwrap_or_default(), attempt);
     before(act, shared).await?;
-    if let Some(error) = shared.check(query) {
+    let token_error = match api {
+        Api::WeChat => shared.check(query),
+        Api::WeCom => shared.wecom_check(query).err(),
+    };
+    if let Some(error) = token_error {
         return Err(json_response(error));
     }
     match (parsed, key) {
@@ -432,4 +586,229 @@ fn deliver(shared: &Shared, key: String) -> i64 {
             .values()
             .map(|count| i64::from(*count))
             .sum::<i64>()
+}
+
+async fn subscribe_send(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    tokio::spawn(subscribe_task(shared, query, body, true))
+        .await
+        .unwrap()
+}
+
+async fn bizsend(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    tokio::spawn(subscribe_task(shared, query, body, false))
+        .await
+        .unwrap()
+}
+
+/// Subscribe messages are keyed like template messages (their `data`); the Mini Program's
+/// answer has a msgid, the Official Account's (`bizsend`) none.
+async fn subscribe_task(
+    shared: Arc<Shared>,
+    query: HashMap<String, String>,
+    body: Bytes,
+    with_msgid: bool,
+) -> Response {
+    let key_of = |message: &Value| {
+        message["touser"].as_str()?;
+        message["template_id"].as_str()?;
+        Some(message.get("data")?.to_string())
+    };
+    let (act, _, key) = match message(&shared, &query, &body, key_of).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let msgid = deliver(&shared, key);
+    if with_msgid {
+        after(act, json!({"errcode": 0, "errmsg": "ok", "msgid": msgid}))
+    } else {
+        after(act, json!({"errcode": 0, "errmsg": "ok"}))
+    }
+}
+
+async fn wecom_token(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let n = shared.token_requests.fetch_add(1, Ordering::SeqCst);
+    let app = WECOM_APPS
+        .iter()
+        .find(|(secret, _)| query.get("corpsecret").map(String::as_str) == Some(*secret));
+    if let Some((_, agentid)) = app {
+        *shared
+            .wecom_token_requests
+            .lock()
+            .unwrap()
+            .entry(*agentid)
+            .or_default() += 1;
+    }
+    let act = (shared.token_plan.lock().unwrap())(n);
+    if let Err(response) = before(act, &shared).await {
+        return response;
+    }
+    if query.get("corpid").map(String::as_str) != Some(CORPID) {
+        return json_response(json!({"errcode": 40013, "errmsg": "invalid corpid"}));
+    }
+    let Some((_, agentid)) = app else {
+        return json_response(json!({"errcode": 40001, "errmsg": "invalid secret"}));
+    };
+    after(act, shared.wecom_issue(*agentid))
+}
+
+async fn wecom_send(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    tokio::spawn(wecom_send_task(shared, query, body))
+        .await
+        .unwrap()
+}
+
+/// Userids starting with `ghost` are not members; department and tag ids from 1000 do not
+/// exist.
+fn reachable_user(user: &str) -> bool {
+    !user.to_lowercase().starts_with("ghost")
+}
+
+fn split_ids(value: &Value) -> Vec<String> {
+    value
+        .as_str()
+        .unwrap_or_default()
+        .split('|')
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn wecom_send_task(
+    shared: Arc<Shared>,
+    query: HashMap<String, String>,
+    body: Bytes,
+) -> Response {
+    // Keyed by the content (text or markdown), as custom messages are.
+    let key_of = |message: &Value| {
+        let kind = message["msgtype"].as_str()?;
+        let content = &message[kind];
+        Some(
+            content["content"]
+                .as_str()
+                .map_or_else(|| content.to_string(), str::to_owned),
+        )
+    };
+    let (act, message, key) = match message_on(Api::WeCom, &shared, &query, &body, key_of).await {
+        Ok(ok) => ok,
+        Err(response) => return response,
+    };
+    let token_agent = shared.wecom_check(&query).unwrap_or_default();
+    let Some(agentid) = message["agentid"].as_u64() else {
+        return json_response(json!({"errcode": 41011, "errmsg": "missing agentid"}));
+    };
+    if !WECOM_APPS
+        .iter()
+        .any(|(_, agent)| u64::from(*agent) == agentid)
+    {
+        return json_response(json!({"errcode": 40056, "errmsg": "invalid agentid"}));
+    }
+    if u64::from(token_agent) != agentid {
+        shared.wecom_mixed.fetch_add(1, Ordering::SeqCst);
+        return json_response(
+            json!({"errcode": 301002, "errmsg": "not allow to operate another agent"}),
+        );
+    }
+    let users = split_ids(&message["touser"]);
+    let parties = split_ids(&message["toparty"]);
+    let tags = split_ids(&message["totag"]);
+    let all = users.iter().any(|user| user == "@all");
+    let invalid_users: Vec<String> = users
+        .iter()
+        .filter(|user| !all && !reachable_user(user))
+        .map(|user| user.to_lowercase())
+        .collect();
+    let invalid = |ids: &[String]| -> Vec<String> {
+        ids.iter()
+            .filter(|id| id.parse::<u64>().map_or(true, |id| id >= 1000))
+            .cloned()
+            .collect()
+    };
+    let (invalid_parties, invalid_tags) = (invalid(&parties), invalid(&tags));
+    let reachable = all
+        || users.len() > invalid_users.len()
+        || parties.len() > invalid_parties.len()
+        || tags.len() > invalid_tags.len();
+    let partial = json!({
+        "invaliduser": invalid_users.join("|"),
+        "invalidparty": invalid_parties.join("|"),
+        "invalidtag": invalid_tags.join("|"),
+    });
+    if !reachable {
+        let mut answer = json!({"errcode": 81013,
+            "errmsg": "user & party & tag all invalid"});
+        answer
+            .as_object_mut()
+            .unwrap()
+            .extend(partial.as_object().unwrap().clone());
+        return after(act, answer);
+    }
+    // The duplicate check: the same request JSON within the interval is not delivered.
+    let check = message["enable_duplicate_check"].as_u64() == Some(1);
+    let interval = Duration::from_secs(
+        message["duplicate_check_interval"]
+            .as_u64()
+            .unwrap_or(1800)
+            .min(4 * 3600),
+    );
+    let fingerprint = message.to_string();
+    let msgid = {
+        let mut sent = shared.wecom_sent.lock().unwrap();
+        let now = Instant::now();
+        match sent.get(&fingerprint) {
+            Some((msgid, until)) if check && *until > now => {
+                shared.wecom_suppressed.fetch_add(1, Ordering::SeqCst);
+                msgid.clone()
+            }
+            _ => {
+                let msgid = format!("MSGID{}", deliver(&shared, key));
+                if check {
+                    sent.insert(fingerprint, (msgid.clone(), now + interval));
+                }
+                msgid
+            }
+        }
+    };
+    let mut answer = json!({"errcode": 0, "errmsg": "ok", "msgid": msgid});
+    answer
+        .as_object_mut()
+        .unwrap()
+        .extend(partial.as_object().unwrap().clone());
+    after(act, answer)
+}
+
+/// `GET /cgi-bin/getcallbackip`: WeChat's callback addresses (here, loopback).
+async fn callback_ip(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let n = shared.api_requests.fetch_add(1, Ordering::SeqCst);
+    let attempt = {
+        let mut attempts = shared.attempts.lock().unwrap();
+        let times = attempts.entry("getcallbackip".to_owned()).or_default();
+        times.push(Instant::now());
+        times.len()
+    };
+    let act = (shared.api_plan.lock().unwrap())(n, "getcallbackip", attempt);
+    if let Err(response) = before(act, &shared).await {
+        return response;
+    }
+    if let Some(error) = shared.check(&query) {
+        return json_response(error);
+    }
+    after(act, json!({"ip_list": ["127.0.0.1"]}))
 }
