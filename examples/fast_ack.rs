@@ -126,7 +126,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Ok(url) => {
             println!("Dedup keys in Redis at {url}");
             let store = tower_wechat::dedup::RedisStore::open(&url)?;
-            app(stack.dedup(|_| tower_wechat::DedupLayer::with_store(store)), delay)
+            app(
+                stack.dedup(|_| tower_wechat::DedupLayer::with_store(store)),
+                delay,
+            )
         }
         #[cfg(not(feature = "redis"))]
         Ok(_) => return Err("REDIS_URL is set: build with --features redis".into()),
