@@ -135,8 +135,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         Ok(_) => return Err("REDIS_URL is set: build with --features redis".into()),
         Err(_) => app(stack, delay),
     };
-    axum::serve(listener, demo.router)
-        .with_graceful_shutdown(quickstart::shutdown_signal())
+    tower_wechat::serve::Server::new(listener)
+        .serve(demo.router, quickstart::shutdown_signal())
         .await?;
     let report = demo.handle.shutdown(Duration::from_secs(10)).await;
     println!(

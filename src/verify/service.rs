@@ -16,6 +16,7 @@ use super::state::{Shared, Verified};
 use crate::BoxError;
 use crate::body::ResponseBody;
 use crate::macros::define_inner_service_accessors;
+use crate::redact::Untrusted;
 
 /// Middleware that verifies WeChat callbacks; see [`VerifyLayer`](super::VerifyLayer) for
 /// its settings.
@@ -60,7 +61,7 @@ where
             Method::GET => {
                 return match self.handshake(&request) {
                     Ok(echo) => ResponseFuture::answered(echo),
-                    Err(rejection) => ResponseFuture::rejected(rejection, &request),
+                    Err(rejection) => ResponseFuture::rejected(rejection, &self.shared, &request),
                 };
             }
             Method::POST => self.check_post(&request),
@@ -73,7 +74,7 @@ where
                 let inner = std::mem::replace(&mut self.inner, inner);
                 ResponseFuture::read_body(inner, self.shared.clone(), request, query, verified)
             }
-            Err(rejection) => ResponseFuture::rejected(rejection, &request),
+            Err(rejection) => ResponseFuture::rejected(rejection, &self.shared, &request),
         }
     }
 }
@@ -96,7 +97,10 @@ impl<S> Verify<S> {
         };
         self.shared
             .remember(verified.timestamp, nonce, echostr.as_bytes())?;
-        tracing::info!(path = request.uri().path(), "answered WeChat URL handshake");
+        tracing::info!(
+            path = %Untrusted(request.uri().path()),
+            "answered WeChat URL handshake"
+        );
         let mut response = Response::new(Full::new(echo));
         let headers = response.headers_mut();
         headers.insert(
