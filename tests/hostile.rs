@@ -426,8 +426,16 @@ async fn a_flood_of_rejections_with_a_long_path_costs_a_few_bounded_lines() {
         rejected[0]
     );
     assert!((1..=10).contains(&rejected.len()), "{lines:#?}");
-    // Nothing else is logged per request at INFO (TimingLayer's line is DEBUG).
-    assert_eq!(lines.len(), rejected.len() + 1, "{lines:#?}"); // + the server's `serving`
+    // Nothing else is logged per request at INFO (TimingLayer's line is DEBUG): at most the
+    // server's `serving` line besides (when its task logged on this test's thread).
+    let others: Vec<_> = lines
+        .iter()
+        .filter(|line| !line.contains("rejected WeChat callback"))
+        .collect();
+    assert!(
+        others.len() <= 1 && others.iter().all(|line| line.contains("serving")),
+        "{lines:#?}"
+    );
     for line in &rejected {
         assert_eq!(line.matches("/ppp").count(), 1, "the path once: {line}");
         assert!(line.contains('…'), "cut: {line}");
