@@ -165,11 +165,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let delay = Duration::from_millis(env_number("WECHAT_DEMO_DELAY_MS", 6000)?);
     let max_in_flight = usize::try_from(env_number("WECHAT_MAX_IN_FLIGHT", 1024)?)?;
     let deadline = Duration::from_millis(env_number("WECHAT_ACK_DEADLINE_MS", 4000)?);
-    let mut stack = quickstart::stack_from_env()?.fast_ack(|fast_ack| {
-        fast_ack
-            .max_in_flight(max_in_flight)
-            .deadline(deadline)
-    });
+    let mut stack = quickstart::stack_from_env()?
+        .fast_ack(|fast_ack| fast_ack.max_in_flight(max_in_flight).deadline(deadline));
     if let Some(handoff) = journal_from_env()? {
         stack = stack.journal(handoff);
     }
@@ -202,8 +199,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         quickstart::print_how_to_try(listener.local_addr()?);
         println!("The handler takes {} ms per message.", delay.as_millis());
-        axum::serve(listener, demo.router.clone())
-            .with_graceful_shutdown(quickstart::shutdown_signal())
+        tower_wechat::serve::Server::new(listener)
+            .serve(demo.router.clone(), quickstart::shutdown_signal())
             .await?;
     }
     if let Some(recovery) = recovery {

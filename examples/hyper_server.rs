@@ -9,10 +9,12 @@
 //! `towerwechatdemo`), `WECHAT_TIMESTAMP_WINDOW` (seconds, `0` = off), `WECHAT_ALLOWED_IPS`
 //! (comma-separated addresses and CIDR ranges that may call; unset = any); for safe mode,
 //! see the quick start.
-//! Each request carries its connection's peer `SocketAddr` in its extensions, which is where
-//! the allow-list (`AllowLayer`) looks for the caller's address.
-//! The callback path is `/wechat`; every other path is 404. Ctrl-C or SIGTERM stops
-//! accepting connections and lets running handlers finish (up to 10 s).
+//! The server puts each connection's peer `SocketAddr` in its requests' extensions, which
+//! is where the allow-list (`AllowLayer`) looks for the caller's address.
+//! The callback path is `/wechat`; every other path is 404. Served by
+//! `tower_wechat::serve::Server` (header read timeout, connection cap, bounded shutdown;
+//! feature `server`). Ctrl-C or SIGTERM stops accepting connections, drains them (up to
+//! 5 s) and lets running handlers finish (up to 10 s).
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -22,11 +24,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_wechat::allow::IpSet;
+use tower_wechat::serve::{ServeReport, Server};
 use tower_wechat::{AllowLayer, CallbackLayer, Message, MessageKind, Reply, ReplyContent, Token};
 
 /// The handler sees the verified body and finds the parsed message in the extensions.
@@ -104,41 +104,30 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "WeChat callback URL: http://{}/wechat",
         listener.local_addr()?
     );
-    tokio::select! {
-        served = serve(listener, stack) => served?,
-        () = shutdown_signal() => {}
-    }
-    // Connections still open are dropped when the runtime stops; handlers that were
-    // acknowledged get up to 10 s to finish.
+    let report = serve(listener, stack, shutdown_signal()).await?;
+    println!("{report:?}");
+    // Handlers that were acknowledged get up to 10 s to finish.
     handle.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 
-/// Accepts connections until dropped, serving `/wechat` behind `stack` with hyper's HTTP/1.
-pub async fn serve(listener: tokio::net::TcpListener, stack: CallbackLayer) -> std::io::Result<()> {
+/// Serves `/wechat` behind `stack` with hyper's HTTP/1 until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    stack: CallbackLayer,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<ServeReport> {
     let verified = ServiceBuilder::new().layer(stack).service_fn(handle);
-    loop {
-        let (stream, peer) = listener.accept().await?;
+    // Route by path before the stack, so only /wechat is verified.
+    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         let verified = verified.clone();
-        // Route by path before the stack, so only /wechat is verified.
-        let service = service_fn(move |mut request: Request<hyper::body::Incoming>| {
-            let verified = verified.clone();
-            // The caller's address, for the allow-list.
-            request.extensions_mut().insert(peer);
-            async move {
-                if request.uri().path() != "/wechat" {
-                    return Ok::<_, Infallible>(status(StatusCode::NOT_FOUND).map(Either::Right));
-                }
-                let response = verified.oneshot(request).await?;
-                Ok(response.map(Either::Left))
+        async move {
+            if request.uri().path() != "/wechat" {
+                return Ok::<_, Infallible>(status(StatusCode::NOT_FOUND).map(Either::Right));
             }
-        });
-        tokio::spawn(async move {
-            let io = TokioIo::new(stream);
-            let service = TowerToHyperService::new(service);
-            if let Err(error) = http1::Builder::new().serve_connection(io, service).await {
-                tracing::debug!(%error, "connection closed with an error");
-            }
-        });
-    }
+            let response = verified.oneshot(request).await?;
+            Ok(response.map(Either::Left))
+        }
+    });
+    Server::new(listener).serve(service, shutdown).await
 }

@@ -81,7 +81,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let app = Router::new().route("/wechat", post(slow)).layer(stack);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(
+        tower_wechat::serve::Server::new(listener)
+            .max_connections(4_096)
+            .serve(app, std::future::pending()),
+    );
 
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(concurrency as usize)

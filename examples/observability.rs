@@ -102,8 +102,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("  curl http://{local}/stats");
     let stack = quickstart::stack_from_env()?.timing(|timing| timing.budget(budget));
     let handle = stack.handle();
-    axum::serve(listener, app(stack, prometheus))
-        .with_graceful_shutdown(quickstart::shutdown_signal())
+    tower_wechat::serve::Server::new(listener)
+        .serve(app(stack, prometheus), quickstart::shutdown_signal())
         .await?;
     handle.shutdown(Duration::from_secs(10)).await;
     Ok(())

@@ -28,7 +28,12 @@
 //!
 //! At start it prints curl lines, signed with the token (and in safe mode encrypted with the
 //! key), to try the handshake and a message. The log (`RUST_LOG`, default `info`) has one
-//! line per callback with its MsgId and latency. Ctrl-C or SIGTERM stops taking callbacks and
+//! line per callback with its MsgId and latency.
+//!
+//! It is served by `tower_wechat::serve::Server`, with the timeouts a server facing the
+//! internet needs: a request head must arrive within 5 s (also the idle keep-alive time), a
+//! body within 3 s of its request (VerifyLayer, 408 past it), at most 512 connections at
+//! once. Ctrl-C or SIGTERM stops taking callbacks, drains open connections (up to 5 s) and
 //! lets running handlers finish (up to 10 s).
 
 use std::error::Error;
@@ -39,6 +44,7 @@ use axum::Router;
 use axum::routing::post;
 use tower_wechat::allow::IpSet;
 use tower_wechat::crypto::{self, EncodingAesKey};
+use tower_wechat::serve::Server;
 use tower_wechat::signature::Signature;
 use tower_wechat::verify::SafeMode;
 use tower_wechat::{
@@ -236,11 +242,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         false => println!("Any address may call (set WECHAT_ALLOWED_IPS to allow only WeChat's)"),
     }
 
-    // With connect info, so that the allow-list sees each request's peer address.
-    let app = app(stack).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    let report = Server::new(listener)
+        .serve(app(stack), shutdown_signal())
         .await?;
+    tracing::info!(?report, "server stopped");
     // No new callbacks now; let handlers still running in the background finish.
     handle.shutdown(Duration::from_secs(10)).await;
     Ok(())

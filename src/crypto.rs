@@ -235,6 +235,17 @@ pub fn encrypt_with_random(
     STRICT.encode(&buffer)
 }
 
+/// `content` padded and encrypted as it is, for the fuzz targets.
+#[cfg(fuzzing)]
+pub(crate) fn encrypt_raw(key: &EncodingAesKey, content: &[u8]) -> String {
+    let pad = PAD_BLOCK - content.len() % PAD_BLOCK;
+    let mut buffer = content.to_vec();
+    buffer.resize(content.len() + pad, pad as u8);
+    let (blocks, _) = Array::slice_as_chunks_mut(&mut buffer);
+    cbc::Encryptor::<Aes256>::new(&key.0.into(), &key.iv().into()).encrypt_blocks(blocks);
+    STRICT.encode(&buffer)
+}
+
 /// Seals a passive reply for safe mode: encrypts `reply_xml` for `receive_id` and wraps it in
 /// WeChat's envelope, signed with `token`:
 ///

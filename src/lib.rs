@@ -26,14 +26,16 @@
 //!
 //! ```toml
 //! [dependencies]
-//! tower-wechat = "0.1"
+//! tower-wechat = { version = "0.1", features = ["server"] }
 //! axum = "0.8"
 //! tokio = { version = "1", features = ["macros", "rt-multi-thread", "signal"] }
 //! ```
 //!
-//! ```no_run
+#![cfg_attr(feature = "server", doc = "```no_run")]
+#![cfg_attr(not(feature = "server"), doc = "```ignore")]
 //! use std::time::Duration;
 //! use axum::{Router, routing::post};
+//! use tower_wechat::serve::Server;
 //! use tower_wechat::{CallbackLayer, Message, MessageKind, Reply, ReplyContent, Token};
 //!
 //! async fn echo(message: Message) -> Reply {
@@ -49,13 +51,20 @@
 //! let handle = stack.handle();
 //! let app = Router::new().route("/wechat", post(echo)).layer(stack);
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
-//! axum::serve(listener, app)
-//!     .with_graceful_shutdown(async { let _ = tokio::signal::ctrl_c().await; })
+//! // Header read timeout, connection cap, bounded graceful shutdown (feature `server`).
+//! Server::new(listener)
+//!     .serve(app, async { let _ = tokio::signal::ctrl_c().await; })
 //!     .await?;
 //! handle.shutdown(Duration::from_secs(10)).await; // let background handlers finish
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! `axum::serve` works too, but sets no timeout at all: a client that sends its request
+//! slowly keeps its connection forever. [`serve::Server`] (feature `server`) is hyper's
+//! HTTP/1 server with a 5 s header read timeout (also the idle keep-alive time), 16 KiB
+//! request heads, at most 512 connections and a shutdown that gives up on open connections
+//! after 5 s; [`VerifyLayer`] adds a 3 s body-read deadline whatever the server.
 //!
 //! The GET handshake never reaches `echo`: the stack answers it. Put the stack on the
 //! callback route only (on a router that holds just that route, or with
@@ -109,14 +118,20 @@
 //!   and undecryptable `Encrypt` get 400; a wrong `signature` or `msg_signature`, a timestamp
 //!   outside the window, a reused nonce, a message for another app id, or an `openid` that
 //!   is not the sender get 403; other
-//!   methods 405; bodies over the limit 413. Each with a short plain-text reason
-//!   and a `tracing` warning; never the token. See [`verify::Rejection`].
+//!   methods 405; bodies over the limit 413; a body not received 3 s after its request
+//!   arrived 408 ([`VerifyLayer::body_timeout`]). Each with a short fixed plain-text
+//!   reason, never anything the request held. See [`verify::Rejection`].
+//! - **Logs.** One warning per refused request, with the path once, cut to 64 bytes, its
+//!   control characters escaped; at most 10 such warnings per 10 s, the rest counted
+//!   ([`verify::VerifyHandle`]) and summed up in the next one. No text from a request
+//!   reaches a log line unescaped or unbounded: parse errors are fixed texts, names from a
+//!   body are cut and escaped.
 //! - **Replays.** Timestamps more than 300 s from the server's clock are refused (see
 //!   [`VerifyLayer::timestamp_window`]). A timestamp + nonce pair is remembered with a
 //!   fingerprint of its body: the same pair with another body is refused, while a
 //!   byte-identical repeat, which is what WeChat's own retries look like, passes with
-//!   [`CallbackQuery::redelivered`] set. Memory is bounded; see
-//!   [`VerifyLayer::nonce_cache_capacity`].
+//!   [`CallbackQuery::redelivered`] set. Memory is bounded (4 MiB by default); see
+//!   [`VerifyLayer::nonce_cache_bytes`].
 //! - **Body.** Capped at 64 KiB by default ([`VerifyLayer::body_limit`]); read once, parsed
 //!   once, handed on unchanged.
 //! - **Messages.** Unknown message and event types are kept with all their fields, never
@@ -143,10 +158,13 @@
 //! - **Fast ack.** Deadline 4 s by default; a late handler's callback is answered `success`
 //!   and its reply dropped. A full bound (1024 handlers) answers 503, never `success`. See
 //!   [`ack`].
-//! - **Dedup.** Keyed by account + `MsgId` (events: sender + `CreateTime` + event); replies kept
-//!   5 minutes; a failed first attempt (error or 5xx) frees the key for the retry. With an
-//!   unreachable store the layer fails open (processes without dedup) unless
-//!   [`dedup::DedupLayer::fail_closed`]. See [`dedup`].
+//! - **Dedup.** Keyed by path + account + `MsgId` (events: sender + `CreateTime` + event);
+//!   replies kept 5 minutes; only a 2xx answer is kept, anything else (or an error) frees the
+//!   key for the retry. The in-memory store holds at most 16 MiB (keys and replies, see
+//!   [`dedup::MemoryStore::with_budget`]). With an unreachable store the layer fails open
+//!   (processes without dedup) unless [`dedup::DedupLayer::fail_closed`]; whatever the
+//!   store does, it answers within 4.5 s of the callback's arrival
+//!   ([`dedup::DedupLayer::budget`]). See [`dedup`].
 //!
 //! # Timing
 //!
@@ -163,6 +181,8 @@
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
 //! | `fast-ack` | yes | [`ack::FastAckLayer`] (tokio tasks and timers) |
 //! | `dedup` | yes | [`dedup::DedupLayer`] and its in-memory store |
+//! | `body-timeout` | yes | [`VerifyLayer`]'s body-read deadline (`VerifyLayer::body_timeout`, a tokio timer) |
+//! | `server` | no | `serve::Server`: hyper's HTTP/1 server with header read timeout, connection cap and bounded graceful shutdown |
 //! | `tokio` | no | both of the above (kept as an alias: the one feature these two were before) |
 //! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
 //! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls); `allow::CallbackIps`, the allow-list refreshed from WeChat's published addresses |
@@ -171,6 +191,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(fuzzing)]
+#[doc(hidden)]
+#[path = "fuzz.rs"]
+pub mod __fuzz;
 #[cfg(feature = "fast-ack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fast-ack")))]
 pub mod ack;
@@ -195,6 +219,10 @@ pub mod journal;
 mod label;
 mod macros;
 pub mod message;
+mod redact;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod serve;
 pub mod signature;
 #[cfg(all(feature = "fast-ack", feature = "dedup"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "fast-ack", feature = "dedup"))))]
@@ -224,7 +252,8 @@ pub use stack::{CallbackHandle, CallbackLayer, CallbackService};
     feature = "axum",
     feature = "crypto",
     feature = "fast-ack",
-    feature = "dedup"
+    feature = "dedup",
+    feature = "server"
 ))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -263,7 +263,7 @@ async fn the_hyper_example_records_the_peer_for_the_allow_list() {
         let stack =
             CallbackLayer::new(Token::new(TOKEN).unwrap()).allow(|_| AllowLayer::new(set(list)));
         let handle = stack.handle();
-        tokio::spawn(hyper_server::serve(listener, stack));
+        tokio::spawn(hyper_server::serve(listener, stack, std::future::pending()));
         let wechat = WeChat::new(addr, TOKEN);
         let answer = deliver_with(&wechat, &[]).await;
         assert_eq!(answered(&answer), allowed, "{list}: {answer:?}");

@@ -16,7 +16,7 @@ async fn start() -> WeChat {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stack = CallbackLayer::new(Token::new(TOKEN).unwrap());
-    tokio::spawn(hyper_server::serve(listener, stack));
+    tokio::spawn(hyper_server::serve(listener, stack, std::future::pending()));
     WeChat::new(addr, TOKEN)
 }
 

@@ -21,7 +21,10 @@ const TOKEN: &str = "crashtoken7";
 const MESSAGES: u64 = 200;
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// One run of the example, its log lines streamed to the test.
@@ -114,10 +117,12 @@ impl Replica {
     fn processed(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
         for line in &self.log {
-            if line.contains(" processed") {
-                if let Some(id) = line.split("msg_id=").nth(1).and_then(|rest| rest.split_whitespace().next()) {
-                    *counts.entry(id.to_owned()).or_default() += 1;
-                }
+            let id = line
+                .split("msg_id=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next());
+            if let Some(id) = id.filter(|_| line.contains(" processed")) {
+                *counts.entry(id.to_owned()).or_default() += 1;
             }
         }
         counts
@@ -154,7 +159,12 @@ fn merged(runs: &[&Replica]) -> HashMap<String, usize> {
 fn assert_each_once(all: &HashMap<String, usize>, first_id: u64) {
     for i in 0..MESSAGES {
         let id = (first_id + i).to_string();
-        assert_eq!(all.get(&id), Some(&1), "msg_id {id} processed {:?} times", all.get(&id));
+        assert_eq!(
+            all.get(&id),
+            Some(&1),
+            "msg_id {id} processed {:?} times",
+            all.get(&id)
+        );
     }
     assert_eq!(all.len() as u64, MESSAGES, "nothing else processed");
 }
@@ -189,7 +199,10 @@ async fn kill_9_after_the_acks_then_a_restart_processes_every_message_once_from_
     second.drain();
     assert_each_once(&merged(&[&first, &second]), 70_000);
     assert!(
-        second.log.iter().any(|line| line.contains("recovered=true")),
+        second
+            .log
+            .iter()
+            .any(|line| line.contains("recovered=true")),
         "the recovered runs are logged as such"
     );
 }
@@ -231,6 +244,9 @@ async fn two_replicas_on_redis_streams_one_killed_mid_burst_the_other_finishes_i
     b.drain();
     assert_each_once(&merged(&[&a, &b]), 80_000);
     // Lease 1 s, handlers 2 s: B picks the work up after the lease and finishes it.
-    assert!(took < Duration::from_secs(15), "B finished A's work {took:?} after the kill");
+    assert!(
+        took < Duration::from_secs(15),
+        "B finished A's work {took:?} after the kill"
+    );
     eprintln!("B finished A's {expected} messages {took:?} after the kill");
 }

@@ -18,8 +18,13 @@ use crate::Message;
 /// store and runs the inner service; its response is stored for [`ttl`](Self::ttl) and
 /// replayed to later deliveries. A delivery that arrives while the first is still running
 /// waits for the first's response (up to [`wait_timeout`](Self::wait_timeout)) instead of
-/// running the inner service again. A first attempt that fails (an error or a 5xx response)
-/// releases the key, so WeChat's retry runs the handler again.
+/// running the inner service again. A first attempt that does not succeed (an error or any
+/// status outside 2xx) releases the key, so WeChat's retry runs the handler again; only
+/// successes are stored and replayed.
+///
+/// Keys include the request's path (`/wechat|gh_account:msg:42`; a path over 128 bytes by
+/// its SHA-1), so a layer on a router with several routes never replays one route's answer
+/// for another.
 ///
 /// Needs the [`Message`] that [`VerifyLayer`](crate::VerifyLayer) puts in the request
 /// extensions: place it inside `VerifyLayer` and outside
@@ -112,16 +117,38 @@ impl<St> DedupLayer<St> {
         self.with(|c| c.lease = lease)
     }
 
-    /// How long a retry waits for the first attempt's response (4 s by default). When it
-    /// runs out the retry is answered `503`, so WeChat tries once more later.
+    /// How long a retry waits for the first attempt's response, counted from the retry's
+    /// arrival (4 s by default, and never past the [`budget`](Self::budget)). When it runs
+    /// out the retry is answered `503`, so WeChat tries once more later.
     pub fn wait_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.wait_timeout = timeout)
     }
 
     /// How long one store operation may take before it counts as a store failure (1 s by
-    /// default).
+    /// default, and never past the [`budget`](Self::budget)).
     pub fn store_timeout(self, timeout: Duration) -> Self {
         self.with(|c| c.store_timeout = timeout)
+    }
+
+    /// By when, counted from the callback's [`Arrival`](crate::hook::Arrival), the layer
+    /// answers whatever its store does (4.5 s by default: WeChat gives up at 5 s).
+    ///
+    /// Claims and waits are cut at the budget (a claim cut short counts as a store failure:
+    /// fail open or closed as set). Storing or releasing after the inner service answered
+    /// does not hold the answer past it: the answer goes out and the store operation
+    /// finishes in a task, within the store timeout. With a hung store and
+    /// [`FastAckLayer`](crate::ack::FastAckLayer) inside (4 s from arrival), every callback
+    /// is answered by 4.5 s.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_wechat::DedupLayer;
+    ///
+    /// let layer = DedupLayer::new().budget(Duration::from_millis(4_800));
+    /// # let _ = layer;
+    /// ```
+    pub fn budget(self, budget: Duration) -> Self {
+        self.with(|c| c.budget = budget)
     }
 
     /// Answers `503` when the store fails, instead of processing the callback without dedup.
@@ -165,6 +192,7 @@ impl<St: fmt::Debug> fmt::Debug for DedupLayer<St> {
             .field("lease", &settings.lease)
             .field("wait_timeout", &settings.wait_timeout)
             .field("store_timeout", &settings.store_timeout)
+            .field("budget", &settings.budget)
             .field("fail_closed", &settings.fail_closed)
             .finish_non_exhaustive()
     }

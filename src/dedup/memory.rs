@@ -15,14 +15,21 @@ use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waite
 const SHARDS: usize = 16;
 /// Default bound on remembered keys.
 const DEFAULT_CAPACITY: usize = 100_000;
+/// Default byte budget.
+const DEFAULT_BUDGET: usize = 16 * 1024 * 1024;
 
 /// The default [`DedupStore`]: keys in this process's memory, for one replica.
 ///
-/// Bounded: at most `capacity` keys (100 000 by default, a few MB) plus the claims in
-/// progress; expired keys are dropped as new ones arrive, and when the bound is reached the
-/// oldest stored reply is forgotten (a warning is logged once), so memory never grows
-/// without limit. Claims in progress are never forgotten early. Waiting retries are woken as soon
-/// as the first attempt completes.
+/// Bounded twice: at most `capacity` keys (100 000 by default) and a byte budget (16 MiB
+/// by default, [`MemoryStore::DEFAULT_BUDGET`]), counting each entry as its key, its stored
+/// reply (body and content type) and [`MemoryStore::ENTRY_OVERHEAD`] bytes for the maps
+/// that hold it. Keys and replies come from messages (a `ToUserName` of 60 KB makes a 60 KB
+/// key), so the budget is what bounds memory. Expired keys are dropped as new ones arrive;
+/// past either bound the oldest stored replies are forgotten first (a warning is logged
+/// once), so a retry of a forgotten message would run again. Claims in progress are never
+/// forgotten early (they end with their lease). The keys are spread over 16 shards, each
+/// with a sixteenth of both bounds, so a reply larger than a sixteenth of the budget is not
+/// kept. Waiting retries are woken as soon as the first attempt completes.
 ///
 /// Keys are found by a keyed 64-bit hash and then compared in full; two keys with the same
 /// hash never share an entry (the newer one replaces the older, which at worst lets a retry
@@ -35,6 +42,7 @@ pub struct MemoryStore {
 struct Inner {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    bytes_per_shard: usize,
     hasher: RandomState,
     next_lease: AtomicU64,
     warned_full: AtomicBool,
@@ -46,6 +54,8 @@ struct Shard {
     /// Hashes in the order they were written, with the expiry written; an item whose expiry
     /// no longer matches its entry is stale and skipped.
     order: VecDeque<(Instant, u64)>,
+    /// What the entries cost, by [`Entry::cost`].
+    bytes: usize,
 }
 
 struct Entry {
@@ -61,6 +71,19 @@ enum State {
         waiters: Option<Arc<Notify>>,
     },
     Done(StoredResponse),
+}
+
+impl Entry {
+    /// What this entry counts against the byte budget.
+    fn cost(&self) -> usize {
+        let stored = match &self.state {
+            State::Done(response) => {
+                response.body.len() + response.content_type.as_ref().map_or(0, |v| v.len())
+            }
+            State::Pending { .. } => 0,
+        };
+        MemoryStore::ENTRY_OVERHEAD + self.key.len() + stored
+    }
 }
 
 impl State {
@@ -85,23 +108,68 @@ impl Shard {
 }
 
 impl MemoryStore {
-    /// A store for up to 100 000 keys.
+    /// The default byte budget: 16 MiB.
+    pub const DEFAULT_BUDGET: usize = DEFAULT_BUDGET;
+    /// What each entry counts beyond its key and reply: the hash map slot, the entry, the
+    /// reply's header and two places in the expiry queue, with the slack of growing by
+    /// doubling.
+    pub const ENTRY_OVERHEAD: usize = 160;
+
+    /// A store for up to 100 000 keys within 16 MiB.
     pub fn new() -> Self {
-        Self::with_capacity(DEFAULT_CAPACITY)
+        Self::with_limits(DEFAULT_CAPACITY, DEFAULT_BUDGET)
     }
 
-    /// A store for up to `capacity` keys (at least one per shard).
+    /// A store for up to `capacity` keys (at least one per shard), within the default
+    /// byte budget.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_limits(capacity, DEFAULT_BUDGET)
+    }
+
+    /// A store within `bytes` (keys, replies and [`Self::ENTRY_OVERHEAD`] per entry), for
+    /// up to 100 000 keys.
+    ///
+    /// ```
+    /// use tower_wechat::dedup::{DedupLayer, MemoryStore};
+    ///
+    /// let layer = DedupLayer::with_store(MemoryStore::with_budget(64 * 1024 * 1024));
+    /// # let _ = layer;
+    /// ```
+    pub fn with_budget(bytes: usize) -> Self {
+        Self::with_limits(DEFAULT_CAPACITY, bytes)
+    }
+
+    /// A store for up to `capacity` keys within `bytes`.
+    ///
+    /// ```
+    /// use tower_wechat::dedup::MemoryStore;
+    ///
+    /// let store = MemoryStore::with_limits(10_000, 4 * 1024 * 1024);
+    /// assert_eq!(store.bytes(), 0);
+    /// ```
+    pub fn with_limits(capacity: usize, bytes: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         Self {
             inner: Arc::new(Inner {
                 shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
                 per_shard,
+                bytes_per_shard: bytes / SHARDS,
                 hasher: RandomState::new(),
                 next_lease: AtomicU64::new(1),
                 warned_full: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// What the entries held now count against the byte budget (see
+    /// [`with_budget`](Self::with_budget)).
+    pub fn bytes(&self) -> usize {
+        self.inner.shards.iter().map(|s| lock(s).bytes).sum()
+    }
+
+    /// The byte budget.
+    pub fn budget(&self) -> usize {
+        self.inner.bytes_per_shard * SHARDS
     }
 
     /// Keys remembered now (including expired ones not yet dropped).
@@ -128,7 +196,9 @@ impl MemoryStore {
 
     fn insert(&self, shard: &mut Shard, hash: u64, entry: Entry, now: Instant) {
         shard.order.push_back((entry.expires, hash));
+        shard.bytes += entry.cost();
         if let Some(replaced) = shard.entries.insert(hash, entry) {
+            shard.bytes -= replaced.cost();
             replaced.state.wake_waiters();
         }
         self.trim(shard, now);
@@ -150,7 +220,9 @@ impl MemoryStore {
                     continue;
                 }
             };
-            let over = shard.entries.len() > bound || shard.order.len() > 2 * bound;
+            let over = shard.entries.len() > bound
+                || shard.order.len() > 2 * bound
+                || shard.bytes > self.inner.bytes_per_shard;
             if live && !over {
                 break;
             }
@@ -165,11 +237,15 @@ impl MemoryStore {
             if live && !self.inner.warned_full.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     capacity = bound * SHARDS,
-                    "dedup memory store is full: forgetting the oldest replies (raise its capacity)"
+                    budget_bytes = self.inner.bytes_per_shard * SHARDS,
+                    "dedup memory store is full: forgetting the oldest replies (raise its \
+                     capacity or byte budget; this warning is logged once)"
                 );
             }
             shard.order.pop_front();
-            shard.entries.remove(&hash);
+            if let Some(removed) = shard.entries.remove(&hash) {
+                shard.bytes -= removed.cost();
+            }
         }
     }
 }
@@ -184,6 +260,7 @@ impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
             .field("capacity", &(self.inner.per_shard * SHARDS))
+            .field("budget", &self.budget())
             .finish_non_exhaustive()
     }
 }
@@ -254,7 +331,10 @@ impl DedupStore for MemoryStore {
             return Ok(false);
         }
         entry.expires = now + ttl;
+        let before = entry.cost();
         std::mem::replace(&mut entry.state, State::Done(response.clone())).wake_waiters();
+        let after = entry.cost();
+        shard.bytes = shard.bytes + after - before;
         shard.order.push_back((now + ttl, hash));
         self.trim(&mut shard, now);
         Ok(true)
@@ -267,6 +347,7 @@ impl DedupStore for MemoryStore {
             |entry| matches!(entry.state, State::Pending { lease: holder, .. } if holder == lease),
         );
         if holds && let Some(entry) = shard.entries.remove(&hash) {
+            shard.bytes -= entry.cost();
             entry.state.wake_waiters();
         }
         Ok(())

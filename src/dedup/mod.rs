@@ -7,7 +7,13 @@
 //! - the first delivery claims the key and runs the handler; its response is stored;
 //! - a retry that arrives while the first still runs waits for the first's response;
 //! - a retry that arrives later gets the stored response again (a passive reply included);
-//! - a first attempt that fails (an error or a 5xx) releases the key: the retry runs again;
+//! - a first attempt that does not succeed (an error or any status outside 2xx) releases the
+//!   key: the retry runs again, and only successes are ever replayed;
+//! - keys include the request's path, so a layer on a whole router never replays another
+//!   route's answer for the callback URL;
+//! - whatever the store does, the layer answers within its [budget](DedupLayer::budget)
+//!   (4.5 s from the callback's arrival); the in-memory store is bounded in bytes
+//!   ([`MemoryStore::with_budget`], 16 MiB by default);
 //! - a first attempt whose client hangs up (WeChat gives up after 5 s) is finished anyway in
 //!   a task, and its result recorded, so a later retry is answered, not run again.
 //!

@@ -17,7 +17,9 @@ use super::future::ResponseFuture;
 use super::state::{Counters, State};
 use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waited};
 use crate::body::{CollectReply, plain_text};
-use crate::hook::{Completion, CompletionObserver, DedupKey, Deferred, Recorded, RunOutcome};
+use crate::hook::{
+    Arrival, Completion, CompletionObserver, DedupKey, Deferred, Recorded, RunOutcome,
+};
 use crate::label::Label;
 use crate::macros::define_inner_service_accessors;
 use crate::{BoxError, Message};
@@ -75,17 +77,42 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         self.state.order.has_message(&request);
+        // The route is part of the key: another path's answer is never replayed here.
         let key = request
             .extensions()
             .get::<Message>()
-            .and_then(|message| (self.state.settings.key)(message));
+            .and_then(|message| (self.state.settings.key)(message))
+            .map(|key| route_key(request.uri().path(), &key));
+        let arrival = request
+            .extensions()
+            .get::<Arrival>()
+            .map_or_else(Instant::now, |arrival| Instant::from_std(arrival.0));
         let attempt = Attempt {
             store: self.store.clone(),
             state: self.state.clone(),
             label: Label::of(&request),
+            deadline: arrival + self.state.settings.budget,
         };
         ResponseFuture::new(attempt.run(inner, request, key))
     }
+}
+
+/// A route longer than this is keyed by its SHA-1 instead.
+const MAX_ROUTE_IN_KEY: usize = 128;
+
+/// `key` for the route `path`: `path|key`. A path longer than [`MAX_ROUTE_IN_KEY`] bytes is
+/// replaced by `sha1:` and its digest, so a key's length does not grow with the path.
+fn route_key(path: &str, key: &str) -> String {
+    if path.len() <= MAX_ROUTE_IN_KEY {
+        return format!("{path}|{key}");
+    }
+    let digest = crate::signature::Signature::compute(&[path]);
+    format!("sha1:{digest}|{key}")
+}
+
+#[cfg(test)]
+pub(crate) fn route_key_for_tests(path: &str, key: &str) -> String {
+    route_key(path, key)
 }
 
 /// One delivery of a keyed callback.
@@ -93,6 +120,8 @@ struct Attempt<St> {
     store: Arc<St>,
     state: Arc<State>,
     label: Label,
+    /// Arrival + the layer's budget: no store operation keeps the answer past it.
+    deadline: Instant,
 }
 
 /// What a delivery does after asking the store.
@@ -136,14 +165,15 @@ impl<St: DedupStore> Attempt<St> {
         extensions.insert(Completion::from_arc(recorder.clone()));
         let result = forward(inner, request).await;
         let outcome = match &result {
-            // The layer that ran the handler reported (or will report) its end itself.
+            // The layer that ran the handler reported (or will report) the run's end itself.
             Ok((response, _))
                 if response.extensions().get::<Recorded>().is_some()
                     || response.extensions().get::<Deferred>().is_some() =>
             {
                 None
             }
-            Ok((response, Some(stored))) if !response.status().is_server_error() => {
+            // Only a success is kept for replay: a 4xx or 5xx (or an error) frees the key.
+            Ok((response, Some(stored))) if response.status().is_success() => {
                 Some(RunOutcome::Completed {
                     answered: stored.clone(),
                 })
@@ -154,6 +184,64 @@ impl<St: DedupStore> Attempt<St> {
             recorder.record_outcome(outcome).await;
         }
         result.map(|(response, _)| response)
+    }
+
+    /// Completes or releases the key; if the store is still busy at the deadline, the answer
+    /// goes out and the store operation finishes in a task (within the store timeout).
+    async fn settle(&self, key: String, lease: LeaseId, settle: Settle) {
+        let store = self.store.clone();
+        let state = self.state.clone();
+        let label = self.label.clone();
+        let operation = async move {
+            let store_timeout = state.settings.store_timeout;
+            match settle {
+                Settle::Complete(stored) => {
+                    let ttl = state.settings.ttl;
+                    match timeout(store_timeout, store.complete(&key, lease, &stored, ttl)).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            msg = %label,
+                            "dedup claim expired before the response was stored; raise the lease"
+                        ),
+                        Err(error) => store_failed(&state, &label, &error, "storing the response"),
+                    }
+                }
+                Settle::Release => {
+                    tracing::warn!(
+                        msg = %label,
+                        "the first attempt failed; releasing its dedup key so a retry runs again"
+                    );
+                    if let Err(error) = timeout(store_timeout, store.release(&key, lease)).await {
+                        // The claim expires after its lease.
+                        store_failed(&state, &label, &error, "releasing the key");
+                    }
+                }
+            }
+        };
+        let mut operation = Box::pin(operation);
+        let first = std::future::poll_fn(|cx| Poll::Ready(operation.as_mut().poll(cx))).await;
+        if first.is_ready() {
+            return;
+        }
+        if Instant::now() >= self.deadline {
+            // Told of a run's end after the answer went out (a handler that finished in the
+            // background): nothing waits on this but the journal, which must not forget the
+            // callback before the store knows it was processed. Bounded by the store timeout.
+            operation.await;
+            return;
+        }
+        let deadline = tokio::time::sleep_until(self.deadline);
+        tokio::select! {
+            () = &mut operation => {}
+            () = deadline => {
+                tracing::warn!(
+                    msg = %self.label,
+                    "dedup store still busy at the callback's deadline; answering now and \
+                     finishing the store operation in the background"
+                );
+                tokio::spawn(operation);
+            }
+        }
     }
 
     async fn decide(&self, key: &str) -> Decision {
@@ -175,11 +263,16 @@ impl<St: DedupStore> Attempt<St> {
                     return Decision::Answer(stored.to_response());
                 }
                 Claim::InProgress => {
-                    let deadline = *deadline
-                        .get_or_insert_with(|| Instant::now() + self.state.settings.wait_timeout);
+                    // Counted from arrival, and never past the budget.
+                    let deadline = *deadline.get_or_insert_with(|| {
+                        (self.deadline - self.state.settings.budget
+                            + self.state.settings.wait_timeout)
+                            .min(self.deadline)
+                    });
                     let remaining = deadline.saturating_duration_since(Instant::now());
+                    let budget = self.deadline.saturating_duration_since(Instant::now());
                     let waited = Box::pin(tokio::time::timeout(
-                        remaining + self.state.settings.store_timeout,
+                        (remaining + self.state.settings.store_timeout).min(budget),
                         self.store.wait(key, remaining),
                     ))
                     .await
@@ -208,11 +301,13 @@ impl<St: DedupStore> Attempt<St> {
         }
     }
 
+    /// `operation` within the store timeout and the callback's remaining budget.
     async fn timed<T>(
         &self,
         operation: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        timeout(self.state.settings.store_timeout, operation).await
+        let budget = self.deadline.saturating_duration_since(Instant::now());
+        timeout(self.state.settings.store_timeout.min(budget), operation).await
     }
 
     fn on_store_failure(&self, error: &StoreError) -> Decision {
@@ -228,14 +323,24 @@ impl<St: DedupStore> Attempt<St> {
     }
 
     fn store_failed(&self, error: &StoreError, doing: &str) {
-        Counters::bump(&self.state.counters.store_errors);
-        let then = match (doing, self.state.settings.fail_closed) {
-            ("claiming the key", false) => "; processing without dedup (fail open)",
-            ("claiming the key", true) => "; answering 503 (fail closed)",
-            _ => "",
-        };
-        tracing::error!(msg = %self.label, %error, "dedup store failed while {doing}{then}");
+        store_failed(&self.state, &self.label, error, doing);
     }
+}
+
+/// What becomes of a claimed key once the inner service answered.
+enum Settle {
+    Complete(StoredResponse),
+    Release,
+}
+
+fn store_failed(state: &State, label: &Label, error: &StoreError, doing: &str) {
+    Counters::bump(&state.counters.store_errors);
+    let then = match (doing, state.settings.fail_closed) {
+        ("claiming the key", false) => "; processing without dedup (fail open)",
+        ("claiming the key", true) => "; answering 503 (fail closed)",
+        _ => "",
+    };
+    tracing::error!(msg = %label, %error, "dedup store failed while {doing}{then}");
 }
 
 /// `operation`, failed with [`StoreError::Timeout`] if it takes longer than `limit`. The
@@ -281,10 +386,11 @@ where
     Ok((Response::from_parts(parts, Full::new(body)), Some(stored)))
 }
 
-/// The attempt that claimed a callback, told how the handler's run ended — by this layer
-/// when the inner service answered with the run's end, or through the request's
-/// [`Completion`] by the layer that ran the handler (FastAck, when the handler went on in
-/// the background, long after the answer).
+/// The attempt that claimed a callback, told how the handler's run ended: by this layer when
+/// the inner service answered with the run's end, or through the request's [`Completion`]
+/// by the layer that ran the handler (FastAck), when the run ended — for a handler that
+/// went on in the background, long after the answer. So `processed` counts handlers that
+/// finished, not acknowledgements.
 struct Recorder<St> {
     attempt: Attempt<St>,
     key: String,
@@ -294,43 +400,20 @@ struct Recorder<St> {
 impl<St: DedupStore> Recorder<St> {
     /// Stores the answer for repeats (the handler finished), or frees the key (it failed).
     async fn record_outcome(&self, outcome: RunOutcome) {
-        let attempt = &self.attempt;
-        let counters = &attempt.state.counters;
-        match outcome {
-            RunOutcome::Completed { answered } => {
+        let counters = &self.attempt.state.counters;
+        let settle = match outcome {
+            RunOutcome::Completed { answered } if answered.status.is_success() => {
                 Counters::bump(&counters.processed);
-                let ttl = attempt.state.settings.ttl;
-                let stored = attempt
-                    .timed(
-                        attempt
-                            .store
-                            .complete(&self.key, self.lease, &answered, ttl),
-                    )
-                    .await;
-                match stored {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(
-                        msg = %attempt.label,
-                        "dedup claim expired before the response was stored; raise the lease"
-                    ),
-                    Err(error) => attempt.store_failed(&error, "storing the response"),
-                }
+                Settle::Complete(answered)
             }
             _ => {
                 Counters::bump(&counters.released);
-                tracing::warn!(
-                    msg = %attempt.label,
-                    "the attempt failed; releasing its dedup key so a retry runs again"
-                );
-                if let Err(error) = attempt
-                    .timed(attempt.store.release(&self.key, self.lease))
-                    .await
-                {
-                    // The claim expires after its lease.
-                    attempt.store_failed(&error, "releasing the key");
-                }
+                Settle::Release
             }
-        }
+        };
+        self.attempt
+            .settle(self.key.clone(), self.lease, settle)
+            .await;
     }
 }
 

@@ -20,6 +20,7 @@ pub(crate) struct Settings {
     pub(crate) lease: Duration,
     pub(crate) wait_timeout: Duration,
     pub(crate) store_timeout: Duration,
+    pub(crate) budget: Duration,
     pub(crate) fail_closed: bool,
 }
 
@@ -31,6 +32,7 @@ impl Default for Settings {
             lease: Duration::from_secs(10),
             wait_timeout: Duration::from_secs(4),
             store_timeout: Duration::from_secs(1),
+            budget: Duration::from_millis(4_500),
             fail_closed: false,
         }
     }

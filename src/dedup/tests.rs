@@ -530,3 +530,229 @@ async fn a_failing_reply_body_is_a_500_and_frees_the_key() {
     );
     assert_eq!(handle.stats().released, 1);
 }
+
+fn at(path: &str, message: Message) -> Request<Full<Bytes>> {
+    let mut request = delivery(message);
+    *request.uri_mut() = path.parse().unwrap();
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_routes_answer_is_never_replayed_and_non_2xx_is_not_stored() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let layer = DedupLayer::new();
+    let handle = layer.handle();
+    // Routes the way axum does behind a layer on the whole router.
+    let counted = runs.clone();
+    let service = layer.layer(service_fn(move |request: Request<Full<Bytes>>| {
+        let runs = counted.clone();
+        async move {
+            let mut response = Response::new(Full::from("<xml>wechat</xml>"));
+            if request.uri().path() == "/wechat" {
+                runs.fetch_add(1, Ordering::SeqCst);
+            } else {
+                *response.status_mut() = StatusCode::NOT_FOUND;
+                *response.body_mut() = Full::from("not found");
+            }
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    for _ in 0..2 {
+        let other = service
+            .clone()
+            .oneshot(at("/other", text(42)))
+            .await
+            .unwrap();
+        assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    }
+    for _ in 0..2 {
+        let wechat = service
+            .clone()
+            .oneshot(at("/wechat?x=1", text(42)))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer(wechat).await,
+            (StatusCode::OK, "<xml>wechat</xml>".into())
+        );
+    }
+    // The 404s were released (not stored); /wechat ran once and was replayed once.
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let stats = handle.stats();
+    assert_eq!((stats.released, stats.processed, stats.replayed), (2, 1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_4xx_first_attempt_frees_the_key_for_the_retry() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    fn bad_request_first(run: usize) -> (StatusCode, &'static str) {
+        match run {
+            0 => (StatusCode::BAD_REQUEST, "no"),
+            _ => (StatusCode::OK, "<xml>ok</xml>"),
+        }
+    }
+    let service = DedupLayer::new().layer(handler(Duration::ZERO, runs.clone(), bad_request_first));
+    let first = service.clone().oneshot(delivery(text(5))).await.unwrap();
+    assert_eq!(first.status(), StatusCode::BAD_REQUEST);
+    let retry = service.clone().oneshot(delivery(text(5))).await.unwrap();
+    assert_eq!(
+        answer(retry).await,
+        (StatusCode::OK, "<xml>ok</xml>".into())
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_long_route_is_keyed_by_its_digest() {
+    let long = format!("/{}", "p".repeat(10_000));
+    let key = super::service::route_key_for_tests(&long, "gh:msg:1");
+    assert!(key.len() < 100, "{key}");
+    assert!(key.starts_with("sha1:") && key.ends_with("|gh:msg:1"));
+    assert_ne!(
+        key,
+        super::service::route_key_for_tests("/other", "gh:msg:1")
+    );
+    assert_eq!(
+        super::service::route_key_for_tests("/wechat", "gh:msg:1"),
+        "/wechat|gh:msg:1"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_store_stays_within_its_byte_budget_whatever_the_key_size() {
+    let budget = 1024 * 1024;
+    let store = MemoryStore::with_budget(budget);
+    let account = "g".repeat(60_000);
+    let reply = stored("r");
+    for i in 0..300 {
+        // A 60 KB key, as a 60 KB ToUserName makes.
+        let key = format!("{account}:msg:{i}");
+        let Claim::Claimed(lease) = store.claim(&key, Duration::from_secs(10)).await.unwrap()
+        else {
+            panic!();
+        };
+        store
+            .complete(&key, lease, &reply, Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert!(store.bytes() <= budget, "{} bytes after {i}", store.bytes());
+    }
+    assert!(store.len() < 20, "{} keys", store.len());
+    assert!(store.bytes() > budget / 2, "{} bytes", store.bytes());
+    // Releases and evictions give their bytes back.
+    let Claim::Claimed(lease) = store.claim("short", Duration::from_secs(10)).await.unwrap() else {
+        panic!();
+    };
+    let before = store.bytes();
+    store.release("short", lease).await.unwrap();
+    assert_eq!(
+        store.bytes(),
+        before - MemoryStore::ENTRY_OVERHEAD - "short".len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_byte_budget_never_forgets_a_claim_in_progress() {
+    let store = MemoryStore::with_limits(1_000, 16 * 4096);
+    let Claim::Claimed(_) = store.claim("held", Duration::from_secs(60)).await.unwrap() else {
+        panic!();
+    };
+    let big = StoredResponse {
+        body: Bytes::from(vec![b'x'; 3000]),
+        ..stored("r")
+    };
+    for i in 0..500 {
+        let key = format!("k{i}");
+        if let Claim::Claimed(lease) = store.claim(&key, Duration::from_secs(10)).await.unwrap() {
+            store
+                .complete(&key, lease, &big, Duration::from_secs(600))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        store.claim("held", Duration::from_secs(1)).await.unwrap(),
+        Claim::InProgress
+    );
+}
+
+/// A store that never answers: a hung Redis.
+#[derive(Debug)]
+struct Hung;
+
+impl DedupStore for Hung {
+    async fn claim(&self, _: &str, _: Duration) -> Result<Claim, StoreError> {
+        std::future::pending().await
+    }
+    async fn complete(
+        &self,
+        _: &str,
+        _: LeaseId,
+        _: &StoredResponse,
+        _: Duration,
+    ) -> Result<bool, StoreError> {
+        std::future::pending().await
+    }
+    async fn release(&self, _: &str, _: LeaseId) -> Result<(), StoreError> {
+        std::future::pending().await
+    }
+    async fn wait(&self, _: &str, _: Duration) -> Result<Waited, StoreError> {
+        std::future::pending().await
+    }
+}
+
+/// Claims from memory, then hangs when the response is to be stored.
+#[derive(Debug, Default)]
+struct HangsOnComplete(MemoryStore);
+
+impl DedupStore for HangsOnComplete {
+    async fn claim(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        self.0.claim(key, lease).await
+    }
+    async fn complete(
+        &self,
+        _: &str,
+        _: LeaseId,
+        _: &StoredResponse,
+        _: Duration,
+    ) -> Result<bool, StoreError> {
+        std::future::pending().await
+    }
+    async fn release(&self, key: &str, lease: LeaseId) -> Result<(), StoreError> {
+        self.0.release(key, lease).await
+    }
+    async fn wait(&self, key: &str, timeout: Duration) -> Result<Waited, StoreError> {
+        self.0.wait(key, timeout).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_store_never_holds_the_answer_past_the_budget() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    // Hung at the claim: one store timeout (1 s), then processed without dedup.
+    let service = DedupLayer::with_store(Hung)
+        .store_timeout(Duration::from_secs(10))
+        .layer(handler(Duration::from_millis(10), runs.clone(), always_ok));
+    let started = tokio::time::Instant::now();
+    let response = service.oneshot(delivery(text(1))).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(started.elapsed(), Duration::from_millis(4_510));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_hung_when_storing_lets_the_answer_go_at_the_budget() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    // Behind FastAck: acknowledged at 4 s, let go at the 4.5 s budget.
+    let layer = DedupLayer::with_store(HangsOnComplete::default());
+    let handle = layer.handle();
+    let service = tower::ServiceBuilder::new()
+        .layer(layer)
+        .layer(FastAckLayer::new())
+        .service(handler(Duration::from_secs(30), runs.clone(), always_ok));
+    let request = delivery(text(2));
+    let started = tokio::time::Instant::now();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(answer(response).await.1, "success");
+    assert_eq!(started.elapsed(), Duration::from_millis(4_500));
+    assert_eq!(handle.stats().processed, 1);
+}

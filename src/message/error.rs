@@ -11,8 +11,9 @@ use std::fmt;
 pub enum ParseError {
     /// The body is not UTF-8.
     NotUtf8,
-    /// The XML is not well formed (the parser's description).
-    Syntax(String),
+    /// The XML is not well formed: a fixed description of what is wrong, never a name or
+    /// text from the document (the body may not be authenticated yet).
+    Syntax(&'static str),
     /// The root element is missing or is not `<xml>`.
     UnexpectedRoot,
     /// A `<!DOCTYPE>`: refused, so no entity is ever expanded.

@@ -57,9 +57,7 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
     let mut just_opened = false;
 
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|error| ParseError::Syntax(error.to_string()))?;
+        let event = reader.read_event().map_err(syntax_error)?;
         match event {
             Event::Start(start) if root != Root::Inside => {
                 check_root(root, start.name().as_ref())?;
@@ -116,11 +114,39 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
                 return match root {
                     Root::After => Ok(fields),
                     Root::Before => Err(ParseError::UnexpectedRoot),
-                    Root::Inside => Err(ParseError::Syntax("unexpected end of document".into())),
+                    Root::Inside => Err(ParseError::Syntax("unexpected end of document")),
                 };
             }
         }
     }
+}
+
+/// The parser's error as a fixed text. quick-xml's own messages quote element names from
+/// the document (a mismatched end tag's name, up to the whole body), which must reach
+/// neither a log line nor a 400 body.
+fn syntax_error(error: quick_xml::Error) -> ParseError {
+    use quick_xml::Error;
+    use quick_xml::errors::{IllFormedError, SyntaxError};
+    ParseError::Syntax(match error {
+        Error::Syntax(SyntaxError::InvalidBangMarkup) => "unknown markup after `<!`",
+        Error::Syntax(SyntaxError::UnclosedPIOrXmlDecl) => "unclosed `<?`",
+        Error::Syntax(SyntaxError::UnclosedComment) => "unclosed comment",
+        Error::Syntax(SyntaxError::UnclosedDoctype) => "unclosed DOCTYPE",
+        Error::Syntax(SyntaxError::UnclosedCData) => "unclosed CDATA section",
+        Error::Syntax(SyntaxError::UnclosedTag) => "unclosed tag",
+        Error::IllFormed(IllFormedError::MismatchedEndTag { .. }) => {
+            "an end tag does not match its start tag"
+        }
+        Error::IllFormed(IllFormedError::UnmatchedEndTag(_)) => "an end tag closes no element",
+        Error::IllFormed(IllFormedError::MissingEndTag(_)) => "an element is not closed",
+        Error::IllFormed(IllFormedError::DoubleHyphenInComment) => "`--` inside a comment",
+        Error::IllFormed(_) => "ill-formed declaration",
+        Error::InvalidAttr(_) => "malformed attribute",
+        Error::Encoding(_) => "bad encoding",
+        Error::Escape(_) => "bad escape",
+        Error::Namespace(_) => "bad namespace",
+        Error::Io(_) => "read error",
+    })
 }
 
 /// The elements open below the root, on the stack: WeChat never nests deeper than

@@ -620,6 +620,16 @@ fn every_error() {
         error(b"<xml><a></b></xml>"),
         ParseError::Syntax(_)
     ));
+    // The parser's own message quotes the end tag's name: a forged log line, up to the whole
+    // body. The error names no input.
+    let forged = format!(
+        "<xml><a></a\r\nERROR forged{}[31m{}></xml>",
+        '\u{1b}',
+        "x".repeat(60_000)
+    );
+    let shown = error(forged.as_bytes()).to_string();
+    assert!(shown.len() < 80 && !shown.contains("forged"), "{shown}");
+    assert!(!shown.chars().any(char::is_control));
     assert_eq!(
         error(
             message("text", "")

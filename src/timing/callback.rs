@@ -13,12 +13,10 @@ use tracing::field::Empty;
 
 use crate::hook::{BackgroundOutcome, CallbackHook, CallbackObserver, Recovery};
 use crate::message::{Event, Message, MessageKind, mask_openid};
+use crate::redact::{Untrusted, bounded};
 
 use super::state::{Settings, TARGET};
 use super::stats::MsgType;
-
-/// Strings taken from the body are cut to this many characters in logs.
-const MAX_LOGGED_CHARS: usize = 64;
 
 /// One callback's timing: its span, its start, and what inner layers learnt about it.
 ///
@@ -114,7 +112,7 @@ impl CallbackTiming {
             target: TARGET,
             "wechat_callback",
             method = %request.method(),
-            path = %request.uri().path(),
+            path = %Untrusted(request.uri().path()),
             msg_type = Empty,
             msg_id = Empty,
             event = Empty,
@@ -201,6 +199,14 @@ impl CallbackTiming {
                 "callback answered after WeChat's deadline; WeChat retries it",
             ),
             Ending::Answered(_) if over_budget => (Severity::Warn, "callback answered over budget"),
+            // Refused before its message was known: the layer that refused it logged why
+            // (VerifyLayer: one bounded, rate-limited warning), so a flood of bad requests
+            // does not also cost an access line each.
+            Ending::Answered(status)
+                if status.is_client_error() && state.message.get().is_none() =>
+            {
+                (Severity::Debug, "callback refused")
+            }
             Ending::Answered(_) => (Severity::Info, "callback answered"),
             Ending::Failed => (Severity::Error, "callback failed without a response"),
             Ending::Cancelled if over_deadline => (
@@ -349,14 +355,6 @@ fn event_key(event: &Event) -> Option<&str> {
         Event::View { url, .. } => Some(url),
         Event::ViewMiniprogram { page_path, .. } => Some(page_path),
         _ => None,
-    }
-}
-
-/// `text` cut to [`MAX_LOGGED_CHARS`] characters.
-fn bounded(text: &str) -> Box<str> {
-    match text.char_indices().nth(MAX_LOGGED_CHARS) {
-        Some((end, _)) => text[..end].into(),
-        None => text.into(),
     }
 }
 

@@ -44,6 +44,10 @@
 //!   [`Summarized`](crate::hook::Summarized) (a refusal by
 //!   [`AllowLayer`](crate::AllowLayer), which logs those in a summary) gets its line at
 //!   DEBUG, so a flood from elsewhere does not flood the log; it is still counted.
+//!   A request refused with a
+//!   4xx before any message was parsed (a bad signature, malformed XML …) gets its line at
+//!   DEBUG (`callback refused`): VerifyLayer already logged why, in one bounded and
+//!   rate-limited warning, so a flood of bad requests does not cost two lines each.
 //! - **Background work.** [`Timing`] puts a [`CallbackHook`](crate::hook::CallbackHook) in the
 //!   request extensions; when FastAck moves a slow handler to the background and it ends,
 //!   one line `background work finished` is logged under the callback's span with
@@ -54,7 +58,8 @@
 //!   `attempt`.
 //!
 //! No token, key, signature, query or message content is ever logged; body-derived names
-//! (unknown types, event keys) are cut to 64 characters and logged quoted.
+//! (unknown types, event keys) and the path are cut to 64 bytes with control characters
+//! escaped, and body-derived names are logged quoted.
 //!
 //! The line carries the message's fields itself, not only through the span, so it still
 //! names the message where the INFO span is filtered out (say `RUST_LOG=warn`, to see only

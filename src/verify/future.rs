@@ -16,6 +16,7 @@ use tower_service::Service;
 
 use crate::message::{Message, ParseError, encrypt_field};
 
+use super::deadline::BodyDeadline;
 use super::rejection::Rejection;
 use super::state::{PendingSignature, Shared, Verified};
 use crate::BoxError;
@@ -56,6 +57,7 @@ where
     Reading {
         #[pin]
         body: Collect<Limited<B>>,
+        deadline: BodyDeadline,
         next: Option<Next<S>>,
     },
     /// Waiting for the inner service; `seal` in safe mode.
@@ -72,6 +74,18 @@ where
         shared: Arc<Shared>,
     },
 }
+
+/// The body-read deadline passed.
+#[derive(Debug)]
+struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("body-read deadline passed")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
 
 /// The inner call under way, and the settings to seal its reply with in safe mode.
 type Called<S> = (
@@ -106,11 +120,16 @@ where
     /// A callback the journal's recovery worker runs again: it was verified when it arrived,
     /// so it is taken as it was stored — the message parsed again from the stored body, the
     /// stored query facts — and its answer goes to the worker, not to WeChat (no sealing).
-    pub(crate) fn recovered(mut inner: S, mut request: Request<B>, recovery: Recovery) -> Self {
+    pub(crate) fn recovered(
+        mut inner: S,
+        shared: &Shared,
+        mut request: Request<B>,
+        recovery: Recovery,
+    ) -> Self {
         let entry = &recovery.entry;
         let message = match Message::parse(&entry.body) {
             Ok(message) => message,
-            Err(error) => return Self::rejected(Rejection::MalformedXml(error), &request),
+            Err(error) => return Self::rejected(Rejection::MalformedXml(error), shared, &request),
         };
         if let Some(hook) = request.extensions().get::<CallbackHook>() {
             hook.message_parsed(&message);
@@ -128,8 +147,12 @@ where
     }
 
     /// Answered with `rejection`'s response (and its log line).
-    pub(crate) fn rejected<T>(rejection: Rejection, request: &Request<T>) -> Self {
-        Self::answered(rejection.into_response(request.method(), request.uri().path()))
+    pub(crate) fn rejected<T>(rejection: Rejection, shared: &Shared, request: &Request<T>) -> Self {
+        Self::answered(rejection.into_response(
+            &shared.rejections,
+            request.method(),
+            request.uri().path(),
+        ))
     }
 
     pub(crate) fn read_body(
@@ -140,6 +163,10 @@ where
         verified: Verified,
     ) -> Self {
         Arrival::insert_if_absent(&mut request);
+        let deadline = shared.body_timeout().and_then(|timeout| {
+            let arrival = request.extensions().get::<Arrival>()?;
+            arrival.0.checked_add(timeout)
+        });
         let (parts, body) = request.into_parts();
         let limit = shared.body_limit();
         let next = Next {
@@ -153,6 +180,7 @@ where
         Self {
             state: State::Reading {
                 body: Limited::new(body, limit).collect(),
+                deadline: BodyDeadline::new(deadline),
                 next: Some(next),
             },
         }
@@ -177,10 +205,20 @@ where
                     let response = response.take().expect("polled after completion");
                     return Poll::Ready(Ok(response.map(ResponseBody::own)));
                 }
-                StateProj::Reading { body, next } => {
-                    let collected = ready!(body.poll(cx));
+                StateProj::Reading {
+                    body,
+                    deadline,
+                    next,
+                } => {
+                    let collected = match body.poll(cx) {
+                        Poll::Ready(collected) => collected.map(|c| c.to_bytes()),
+                        Poll::Pending => {
+                            ready!(deadline.poll_expired(cx));
+                            Err(BoxError::from(BodyTimedOut))
+                        }
+                    };
                     let next = next.take().expect("polled after completion");
-                    match next.call(collected.map(|c| c.to_bytes())) {
+                    match next.call(collected) {
                         Ok((future, seal)) => state.set(State::Calling { future, seal }),
                         Err(response) => state.set(State::Answered(Some(response))),
                     }
@@ -265,6 +303,7 @@ where
         let body = match body {
             Ok(bytes) => Ok(bytes),
             Err(error) if error.is::<LengthLimitError>() => Err(Rejection::PayloadTooLarge(limit)),
+            Err(error) if error.is::<BodyTimedOut>() => Err(Rejection::BodyTimeout),
             Err(_) => Err(Rejection::BodyRead),
         };
         let opened = body
@@ -295,7 +334,9 @@ where
                 let request = Request::from_parts(parts, Full::new(plaintext));
                 Ok((inner.call(request), seal))
             }
-            Err(rejection) => Err(rejection.into_response(&parts.method, parts.uri.path())),
+            Err(rejection) => {
+                Err(rejection.into_response(&shared.rejections, &parts.method, parts.uri.path()))
+            }
         }
     }
 }

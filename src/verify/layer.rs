@@ -8,6 +8,7 @@ use tower_layer::Layer;
 
 use crate::signature::Token;
 
+use super::handle::VerifyHandle;
 #[cfg(feature = "crypto")]
 use super::safe_mode::SafeMode;
 use super::service::Verify;
@@ -40,8 +41,22 @@ pub struct VerifyLayer {
 impl VerifyLayer {
     /// How far a timestamp may be from the server's clock by default: 300 s.
     pub const DEFAULT_TIMESTAMP_WINDOW: Duration = Duration::from_secs(300);
-    /// How many timestamp + nonce pairs are remembered by default: 100 000 (about 4 MB).
+    /// How many timestamp + nonce pairs are remembered by default: 100 000, within
+    /// [`Self::DEFAULT_NONCE_CACHE_BYTES`].
     pub const DEFAULT_NONCE_CAPACITY: usize = 100_000;
+    /// The nonce memory's default byte budget: 4 MiB.
+    pub const DEFAULT_NONCE_CACHE_BYTES: usize = 4 * 1024 * 1024;
+    /// What one remembered pair costs, counted against the byte budget: a keyed 64-bit hash
+    /// of the pair and one of the body in a hash map, and its place in the eviction queue,
+    /// with the slack of both growing by doubling. Nonces are hashed, so a pair's cost does
+    /// not depend on what the request held.
+    pub const NONCE_BYTES_PER_PAIR: usize = super::state::NONCE_BYTES_PER_PAIR;
+    /// The default body-read deadline: 3 s from the request's arrival (feature
+    /// `body-timeout`). WeChat sends its few KiB at once and gives up after 5 s, so a body
+    /// still arriving after 3 s is not WeChat's; answering 408 then frees the connection
+    /// with time to spare.
+    #[cfg(feature = "body-timeout")]
+    pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(3);
     /// The default body limit: 64 KiB. WeChat's largest pushes (mass-send reports) are a
     /// few KiB; text messages are limited to 2 048 bytes of content.
     pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
@@ -55,8 +70,13 @@ impl VerifyLayer {
             safe_mode: None,
             window: Some(Self::DEFAULT_TIMESTAMP_WINDOW),
             nonce_capacity: Self::DEFAULT_NONCE_CAPACITY,
+            nonce_bytes: Self::DEFAULT_NONCE_CACHE_BYTES,
             refuse_repeats: false,
             body_limit: Self::DEFAULT_BODY_LIMIT,
+            #[cfg(feature = "body-timeout")]
+            body_timeout: Some(Self::DEFAULT_BODY_TIMEOUT),
+            #[cfg(not(feature = "body-timeout"))]
+            body_timeout: None,
         })
     }
 
@@ -115,10 +135,26 @@ impl VerifyLayer {
     ///
     /// A pair is remembered until its timestamp leaves the window. At the bound the oldest
     /// pair is forgotten (and a warning logged once): memory stays bounded, and a replay of
-    /// a forgotten pair inside the window is no longer refused. The default holds 300 s of
-    /// traffic at 330 callbacks per second.
+    /// a forgotten pair inside the window is no longer refused. The bound is the smaller of
+    /// `capacity` and what [`nonce_cache_bytes`](Self::nonce_cache_bytes) allows (by default
+    /// 87 381 pairs: 290 s of traffic at 300 callbacks per second).
     pub fn nonce_cache_capacity(self, capacity: usize) -> Self {
         self.with(|settings| settings.nonce_capacity = capacity)
+    }
+
+    /// The nonce memory's byte budget (default [`Self::DEFAULT_NONCE_CACHE_BYTES`]): it holds
+    /// at most `bytes /` [`Self::NONCE_BYTES_PER_PAIR`] pairs, and forgets the oldest past
+    /// that, as described in [`nonce_cache_capacity`](Self::nonce_cache_capacity).
+    ///
+    /// ```
+    /// use tower_wechat::{Token, VerifyLayer};
+    ///
+    /// // About 21 000 pairs.
+    /// let layer = VerifyLayer::new(Token::new("mytoken").unwrap()).nonce_cache_bytes(1 << 20);
+    /// # let _ = layer;
+    /// ```
+    pub fn nonce_cache_bytes(self, bytes: usize) -> Self {
+        self.with(|settings| settings.nonce_bytes = bytes)
     }
 
     /// Refuses byte-identical repeats of an accepted request too (403).
@@ -135,6 +171,56 @@ impl VerifyLayer {
     /// ones get 413. Checked against `Content-Length` first and while reading.
     pub fn body_limit(self, bytes: usize) -> Self {
         self.with(|settings| settings.body_limit = bytes)
+    }
+
+    /// Gives up reading a body that has not fully arrived `timeout` after the request did
+    /// (counted from [`Arrival`](crate::hook::Arrival): TimingLayer's clock, else when this
+    /// layer got the request), answering 408 and closing the connection. Default
+    /// [`Self::DEFAULT_BODY_TIMEOUT`].
+    ///
+    /// This is what cuts off a client that sends its body slowly (or an endless chunked one)
+    /// whatever server runs the layer. In safe mode the `msg_signature` covers the body, so
+    /// the body must be read before anything proves the request came from WeChat: the limit
+    /// and this deadline bound what an unsigned request can cost. The timer runs on tokio
+    /// and is only made for a body that is not there at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_wechat::{Token, VerifyLayer};
+    ///
+    /// let layer = VerifyLayer::new(Token::new("mytoken").unwrap())
+    ///     .body_timeout(Duration::from_secs(2));
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "body-timeout")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "body-timeout")))]
+    pub fn body_timeout(self, timeout: Duration) -> Self {
+        self.with(|settings| settings.body_timeout = Some(timeout))
+    }
+
+    /// Reads bodies without a deadline (the server's own timeouts, if any, still apply).
+    ///
+    /// ```
+    /// use tower_wechat::{Token, VerifyLayer};
+    ///
+    /// let layer = VerifyLayer::new(Token::new("mytoken").unwrap()).disable_body_timeout();
+    /// # let _ = layer;
+    /// ```
+    pub fn disable_body_timeout(self) -> Self {
+        self.with(|settings| settings.body_timeout = None)
+    }
+
+    /// This layer's rejection counters (take it after the last builder call: each builder
+    /// method makes a layer with fresh state).
+    ///
+    /// ```
+    /// use tower_wechat::{Token, VerifyLayer};
+    ///
+    /// let layer = VerifyLayer::new(Token::new("mytoken").unwrap());
+    /// assert_eq!(layer.handle().stats().rejected, 0);
+    /// ```
+    pub fn handle(&self) -> VerifyHandle {
+        VerifyHandle::new(self.shared.clone())
     }
 
     fn with(self, change: impl FnOnce(&mut Settings)) -> Self {

@@ -16,7 +16,9 @@
 //! timestamp + nonce with another body is a forged reuse and gets 403. De-duplicating retries
 //! of one *message* (same `MsgId`) is the job of a layer after this one.
 
+mod deadline;
 mod future;
+mod handle;
 mod layer;
 mod query;
 mod rejection;
@@ -29,11 +31,21 @@ mod state;
 pub use crate::body::ResponseBody;
 pub use crate::message::CallbackQuery;
 pub use future::ResponseFuture;
+pub use handle::{VerifyHandle, VerifyStats};
 pub use layer::VerifyLayer;
 pub use rejection::Rejection;
 #[cfg(feature = "crypto")]
 pub use safe_mode::SafeMode;
 pub use service::Verify;
+
+/// For the query fuzz target: what [`Verify`] does with a query before any signature is
+/// computed.
+#[cfg(fuzzing)]
+pub(crate) fn __fuzz_parse_query(query: &str) -> Result<CallbackQuery, Rejection> {
+    let raw = query::RawQuery::parse(query)?;
+    let timestamp = raw.signed_parts()?.timestamp;
+    Ok(raw.into_callback_query(timestamp))
+}
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ use crate::body::ResponseBody;
 use crate::hook::Recovery;
 use crate::macros::define_inner_service_accessors;
 use crate::message::CallbackQuery;
+use crate::redact::Untrusted;
 
 /// Middleware that verifies WeChat callbacks; see [`VerifyLayer`](super::VerifyLayer) for
 /// its settings.
@@ -63,13 +64,13 @@ where
         if let Some(recovery) = request.extensions().get::<Recovery>().cloned() {
             let inner = self.inner.clone();
             let inner = std::mem::replace(&mut self.inner, inner);
-            return ResponseFuture::recovered(inner, request, recovery);
+            return ResponseFuture::recovered(inner, &self.shared, request, recovery);
         }
         let checked = match *request.method() {
             Method::GET => {
                 return match self.handshake(&request) {
                     Ok(echo) => ResponseFuture::answered(echo),
-                    Err(rejection) => ResponseFuture::rejected(rejection, &request),
+                    Err(rejection) => ResponseFuture::rejected(rejection, &self.shared, &request),
                 };
             }
             Method::POST => self.check_post(&request),
@@ -82,7 +83,7 @@ where
                 let inner = std::mem::replace(&mut self.inner, inner);
                 ResponseFuture::read_body(inner, self.shared.clone(), request, query, verified)
             }
-            Err(rejection) => ResponseFuture::rejected(rejection, &request),
+            Err(rejection) => ResponseFuture::rejected(rejection, &self.shared, &request),
         }
     }
 }
@@ -105,7 +106,10 @@ impl<S> Verify<S> {
         };
         self.shared
             .remember(verified.timestamp, nonce, echostr.as_bytes())?;
-        tracing::info!(path = request.uri().path(), "answered WeChat URL handshake");
+        tracing::info!(
+            path = %Untrusted(request.uri().path()),
+            "answered WeChat URL handshake"
+        );
         let mut response = Response::new(Full::new(echo));
         let headers = response.headers_mut();
         headers.insert(

@@ -9,10 +9,14 @@ use subtle::Choice;
 use crate::signature::{Signature, Token};
 
 use super::query::RawQuery;
-use super::rejection::Rejection;
+use super::rejection::{Rejection, RejectionLog};
 use super::replay::{Delivery, ReplayGuard};
 #[cfg(feature = "crypto")]
 use super::safe_mode::SafeMode;
+
+/// What one remembered timestamp + nonce pair costs; see
+/// [`VerifyLayer::NONCE_BYTES_PER_PAIR`](super::VerifyLayer::NONCE_BYTES_PER_PAIR).
+pub(crate) const NONCE_BYTES_PER_PAIR: usize = 48;
 
 /// What the query proved.
 pub(crate) struct Verified {
@@ -30,10 +34,11 @@ pub(crate) struct PendingSignature {
     pub(crate) timestamp_text: String,
 }
 
-/// The settings and the nonce memory.
+/// The settings, the nonce memory and the rejection counters.
 pub(crate) struct Shared {
     pub(crate) settings: Settings,
     replay: ReplayGuard,
+    pub(crate) rejections: RejectionLog,
 }
 
 /// What the builder sets.
@@ -44,23 +49,35 @@ pub(crate) struct Settings {
     pub(crate) safe_mode: Option<SafeMode>,
     pub(crate) window: Option<Duration>,
     pub(crate) nonce_capacity: usize,
+    pub(crate) nonce_bytes: usize,
     pub(crate) refuse_repeats: bool,
     pub(crate) body_limit: usize,
+    pub(crate) body_timeout: Option<Duration>,
 }
 
 impl Shared {
     /// The state for `settings`, with an empty nonce memory.
     pub(crate) fn new(settings: Settings) -> Self {
+        let by_bytes = settings.nonce_bytes / NONCE_BYTES_PER_PAIR;
         let replay = ReplayGuard::new(
             settings.window,
-            settings.nonce_capacity,
+            settings.nonce_capacity.min(by_bytes),
             settings.refuse_repeats,
         );
-        Self { settings, replay }
+        Self {
+            settings,
+            replay,
+            rejections: RejectionLog::default(),
+        }
     }
 
     pub(crate) fn body_limit(&self) -> usize {
         self.settings.body_limit
+    }
+
+    /// The body-read deadline, counted from the request's arrival.
+    pub(crate) fn body_timeout(&self) -> Option<Duration> {
+        self.settings.body_timeout
     }
 
     /// Checks what the query alone can prove: the plain `signature` (when sent) against
@@ -202,9 +219,11 @@ impl fmt::Debug for Shared {
             .field("tokens", &settings.tokens.len())
             .field("timestamp_window", &settings.window)
             .field("nonce_cache_capacity", &settings.nonce_capacity)
+            .field("nonce_cache_bytes", &settings.nonce_bytes)
             .field("refuse_identical_repeats", &settings.refuse_repeats)
             .field("safe_mode", &self.has_safe_mode())
             .field("body_limit", &settings.body_limit)
+            .field("body_timeout", &settings.body_timeout)
             .finish()
     }
 }

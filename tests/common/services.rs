@@ -287,13 +287,19 @@ pub fn example(name: &str) -> PathBuf {
     }
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test> → target/<profile>
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target dir");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
     let mut command = std::process::Command::new(env!("CARGO"));
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["build", "--example", name, "--no-default-features"])
         .args(["--features", &features.join(",")]);
-    if profile_dir.file_name().is_some_and(|profile| profile == "release") {
+    if profile_dir
+        .file_name()
+        .is_some_and(|profile| profile == "release")
+    {
         command.arg("--release");
     }
     let output = command.output().expect("run cargo");
