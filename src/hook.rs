@@ -384,7 +384,7 @@ pub struct Deferred;
 ///     let _ = message;
 ///     Reply::success()
 /// }
-/// # let _ = axum::routing::post(handler);
+/// # let _: axum::routing::MethodRouter = axum::routing::post(handler);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -107,6 +107,9 @@ async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn a_fast_handlers_passive_reply_still_arrives_and_its_retry_is_replayed() {
+    // Every test here logs into its own subscriber: tracing caches what a call site may
+    // log, and a test without one would make another's capture miss lines.
+    let _log = common::log::Log::default().install("info");
     let runs = Runs::default();
     let handoff = quick(MemoryJournal::new());
     let journal = handoff.handle();
@@ -126,6 +129,9 @@ async fn a_fast_handlers_passive_reply_still_arrives_and_its_retry_is_replayed()
 
 #[tokio::test]
 async fn a_handler_that_fails_after_the_ack_is_run_again_from_the_journal() {
+    // Every test here logs into its own subscriber: tracing caches what a call site may
+    // log, and a test without one would make another's capture miss lines.
+    let _log = common::log::Log::default().install("info");
     let runs = Runs::default();
     let handoff = quick(MemoryJournal::new());
     let journal = handoff.handle();
@@ -164,6 +170,9 @@ async fn a_handler_that_fails_after_the_ack_is_run_again_from_the_journal() {
 
 #[tokio::test]
 async fn a_handler_that_always_fails_is_dead_lettered_and_holds_nothing_up() {
+    // Every test here logs into its own subscriber: tracing caches what a call site may
+    // log, and a test without one would make another's capture miss lines.
+    let _log = common::log::Log::default().install("info");
     let runs = Runs::default();
     let memory = Arc::new(MemoryJournal::new());
     let handoff = Handoff::from_arc(memory.clone())
@@ -252,6 +261,9 @@ impl Journal for Broken {
 
 #[tokio::test]
 async fn an_unreachable_journal_fails_closed_by_default_without_running_the_handler() {
+    // Every test here logs into its own subscriber: tracing caches what a call site may
+    // log, and a test without one would make another's capture miss lines.
+    let _log = common::log::Log::default().install("info");
     let runs = Runs::default();
     let handoff = Handoff::new(Broken::default());
     let journal = handoff.handle();
@@ -266,6 +278,9 @@ async fn an_unreachable_journal_fails_closed_by_default_without_running_the_hand
 
 #[tokio::test]
 async fn an_unreachable_journal_fails_open_when_chosen() {
+    // Every test here logs into its own subscriber: tracing caches what a call site may
+    // log, and a test without one would make another's capture miss lines.
+    let _log = common::log::Log::default().install("info");
     let runs = Runs::default();
     let handoff = Handoff::new(Broken::default()).fail_open();
     let journal = handoff.handle();
@@ -280,6 +295,9 @@ async fn an_unreachable_journal_fails_open_when_chosen() {
 
 #[tokio::test]
 async fn a_recovered_entry_that_dedup_knows_finished_is_a_duplicate_not_a_second_run() {
+    // Every test here logs into its own subscriber: tracing caches what a call site may
+    // log, and a test without one would make another's capture miss lines.
+    let _log = common::log::Log::default().install("info");
     let runs = Runs::default();
     let memory = Arc::new(MemoryJournal::new());
     let handoff = Handoff::from_arc(memory.clone())

@@ -24,8 +24,13 @@ pub struct DedupHandle {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DedupStats {
-    /// First deliveries that ran the inner service (and stored its response).
+    /// Handlers that finished a run with a success (its answer stored for repeats),
+    /// counted when the run ended — for a callback answered early, when the handler finished
+    /// in the background, not when `success` went out.
     pub processed: u64,
+    /// First deliveries answered before their handler finished (FastAck's `success`); each
+    /// counts in `processed` (or `released`) when the handler ends.
+    pub deferred: u64,
     /// Repeat deliveries answered with the stored response.
     pub replayed: u64,
     /// Repeat deliveries that waited for the first attempt and got its response.
@@ -51,6 +56,7 @@ impl DedupHandle {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         DedupStats {
             processed: read(&c.processed),
+            deferred: read(&c.deferred),
             replayed: read(&c.replayed),
             coalesced: read(&c.coalesced),
             released: read(&c.released),

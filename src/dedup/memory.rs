@@ -69,6 +69,9 @@ enum State {
         lease: LeaseId,
         /// Made by the first waiter.
         waiters: Option<Arc<Notify>>,
+        /// What the callback was answered while its handler still runs
+        /// ([`DedupStore::acknowledge`]): replayed to repeats.
+        answered: Option<StoredResponse>,
     },
     Done(StoredResponse),
 }
@@ -76,10 +79,15 @@ enum State {
 impl Entry {
     /// What this entry counts against the byte budget.
     fn cost(&self) -> usize {
+        let size = |response: &StoredResponse| {
+            response.body.len() + response.content_type.as_ref().map_or(0, |v| v.len())
+        };
         let stored = match &self.state {
-            State::Done(response) => {
-                response.body.len() + response.content_type.as_ref().map_or(0, |v| v.len())
-            }
+            State::Done(response)
+            | State::Pending {
+                answered: Some(response),
+                ..
+            } => size(response),
             State::Pending { .. } => 0,
         };
         MemoryStore::ENTRY_OVERHEAD + self.key.len() + stored
@@ -194,6 +202,29 @@ impl MemoryStore {
         (hash, lock(&self.inner.shards[index]))
     }
 
+    /// A fresh claim on `key` (replacing whatever was there), for `lease`.
+    fn claim_anew(
+        &self,
+        shard: &mut Shard,
+        hash: u64,
+        key: &str,
+        lease: Duration,
+        now: Instant,
+    ) -> LeaseId {
+        let id = LeaseId(self.inner.next_lease.fetch_add(1, Ordering::Relaxed));
+        let entry = Entry {
+            key: key.into(),
+            expires: now + lease,
+            state: State::Pending {
+                lease: id,
+                waiters: None,
+                answered: None,
+            },
+        };
+        self.insert(shard, hash, entry, now);
+        id
+    }
+
     fn insert(&self, shard: &mut Shard, hash: u64, entry: Entry, now: Instant) {
         shard.order.push_back((entry.expires, hash));
         shard.bytes += entry.cost();
@@ -298,21 +329,70 @@ impl DedupStore for MemoryStore {
         let (hash, mut shard) = self.shard(key);
         if let Some(entry) = shard.live(hash, key, now) {
             return Ok(match &entry.state {
+                State::Pending {
+                    answered: Some(answered),
+                    ..
+                } => Claim::Done(answered.clone()),
                 State::Pending { .. } => Claim::InProgress,
                 State::Done(response) => Claim::Done(response.clone()),
             });
         }
-        let id = LeaseId(self.inner.next_lease.fetch_add(1, Ordering::Relaxed));
-        let entry = Entry {
-            key: key.into(),
-            expires: now + lease,
-            state: State::Pending {
-                lease: id,
-                waiters: None,
-            },
+        Ok(Claim::Claimed(
+            self.claim_anew(&mut shard, hash, key, lease, now),
+        ))
+    }
+
+    async fn take_over(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let now = Instant::now();
+        let (hash, mut shard) = self.shard(key);
+        if let Some(entry) = shard.live(hash, key, now) {
+            match &entry.state {
+                State::Pending { answered: None, .. } => return Ok(Claim::InProgress),
+                State::Done(response) => return Ok(Claim::Done(response.clone())),
+                State::Pending {
+                    answered: Some(_), ..
+                } => {} // its runner is gone: taken over below
+            }
+        }
+        Ok(Claim::Claimed(
+            self.claim_anew(&mut shard, hash, key, lease, now),
+        ))
+    }
+
+    async fn acknowledge(
+        &self,
+        key: &str,
+        lease: LeaseId,
+        answered: &StoredResponse,
+        hold: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let (hash, mut shard) = self.shard(key);
+        let Some(entry) = shard.live(hash, key, now) else {
+            return Ok(false);
         };
-        self.insert(&mut shard, hash, entry, now);
-        Ok(Claim::Claimed(id))
+        let before = entry.cost();
+        let State::Pending {
+            lease: holder,
+            answered: slot,
+            waiters,
+        } = &mut entry.state
+        else {
+            return Ok(false);
+        };
+        if *holder != lease {
+            return Ok(false);
+        }
+        *slot = Some(answered.clone());
+        if let Some(waiters) = waiters {
+            waiters.notify_waiters();
+        }
+        entry.expires = now + hold;
+        let after = entry.cost();
+        shard.bytes = shard.bytes + after - before;
+        shard.order.push_back((now + hold, hash));
+        self.trim(&mut shard, now);
+        Ok(true)
     }
 
     async fn complete(
@@ -363,7 +443,11 @@ impl DedupStore for MemoryStore {
                     return Ok(Waited::Released);
                 };
                 match &mut entry.state {
-                    State::Done(response) => return Ok(Waited::Done(response.clone())),
+                    State::Done(response)
+                    | State::Pending {
+                        answered: Some(response),
+                        ..
+                    } => return Ok(Waited::Done(response.clone())),
                     State::Pending { waiters, .. } => {
                         let waiters = waiters.get_or_insert_with(Arc::default);
                         // Registered before the lock is let go, so no wake-up is missed.

@@ -9,9 +9,13 @@ use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waite
 
 /// Default prefix of every key this store writes.
 const DEFAULT_PREFIX: &str = "tower-wechat:dedup:";
-/// A claim's value starts with this; a completed key's value is `D` + the response.
+/// A claim's value is `P` + its lease; a completed key's value is `D` + the response; an
+/// acknowledged claim's value is `A` + its lease + the response it was answered.
 const PENDING: u8 = b'P';
 const DONE: u8 = b'D';
+const ACKED: u8 = b'A';
+/// `P` or `A` and the 8 bytes of a lease.
+const CLAIM_LEN: usize = 9;
 
 /// A [`DedupStore`] in Redis, so that replicas behind a load balancer process each callback
 /// once between them.
@@ -31,6 +35,8 @@ pub struct RedisStore {
     prefix: String,
     complete: Script,
     release: Script,
+    acknowledge: Script,
+    take_over: Script,
 }
 
 impl RedisStore {
@@ -54,18 +60,39 @@ impl RedisStore {
         Ok(Self {
             connection,
             prefix: DEFAULT_PREFIX.to_owned(),
+            // ARGV[1] = P<lease>, ARGV[4] = A<lease>: the claim, acknowledged or not.
             complete: Script::new(
-                r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                r"local v = redis.call('GET', KEYS[1])
+                  if v and (v == ARGV[1] or string.sub(v, 1, 9) == ARGV[4]) then
                     redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
                     return 1
                   end
                   return 0",
             ),
             release: Script::new(
-                r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                r"local v = redis.call('GET', KEYS[1])
+                  if v and (v == ARGV[1] or string.sub(v, 1, 9) == ARGV[2]) then
                     return redis.call('DEL', KEYS[1])
                   end
                   return 0",
+            ),
+            // ARGV[1] = P<lease>, ARGV[2] = A<lease><answer>, ARGV[3] = hold ms.
+            acknowledge: Script::new(
+                r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+                    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+                    return 1
+                  end
+                  return 0",
+            ),
+            // ARGV[1] = P<new lease>, ARGV[2] = lease ms. Returns the value found, or
+            // nothing if the key was claimed anew (free, or acknowledged by a gone runner).
+            take_over: Script::new(
+                r"local v = redis.call('GET', KEYS[1])
+                  if v and string.sub(v, 1, 1) ~= 'A' then
+                    return v
+                  end
+                  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+                  return false",
             ),
         })
     }
@@ -102,18 +129,27 @@ fn unavailable(error: redis::RedisError) -> StoreError {
 }
 
 fn pending_value(lease: LeaseId) -> Vec<u8> {
-    let mut value = vec![PENDING];
+    claim_value(PENDING, lease)
+}
+
+fn claim_value(kind: u8, lease: LeaseId) -> Vec<u8> {
+    let mut value = vec![kind];
     value.extend_from_slice(&lease.0.to_be_bytes());
     value
 }
 
-/// What a stored value says: `None` while pending.
+/// What a stored value says to a repeat: `None` while pending (an acknowledged claim's
+/// answer is replayed).
 fn read_value(value: &[u8]) -> Result<Option<StoredResponse>, StoreError> {
+    let decode = |response| {
+        StoredResponse::decode(response)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt)
+    };
     match value.split_first() {
         Some((&PENDING, _)) => Ok(None),
-        Some((&DONE, response)) => StoredResponse::decode(response)
-            .map(Some)
-            .map_err(|_| StoreError::Corrupt),
+        Some((&DONE, response)) => decode(response),
+        Some((&ACKED, _)) if value.len() >= CLAIM_LEN => decode(&value[CLAIM_LEN..]),
         _ => Err(StoreError::Corrupt),
     }
 }
@@ -167,6 +203,7 @@ impl DedupStore for RedisStore {
             .arg(pending_value(lease))
             .arg(value)
             .arg(millis(ttl))
+            .arg(claim_value(ACKED, lease))
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
@@ -179,10 +216,53 @@ impl DedupStore for RedisStore {
             .release
             .key(self.key(key))
             .arg(pending_value(lease))
+            .arg(claim_value(ACKED, lease))
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn acknowledge(
+        &self,
+        key: &str,
+        lease: LeaseId,
+        answered: &StoredResponse,
+        hold: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut value = claim_value(ACKED, lease);
+        value.extend_from_slice(&answered.encode());
+        let mut connection = self.connection.clone();
+        let stored: i64 = self
+            .acknowledge
+            .key(self.key(key))
+            .arg(pending_value(lease))
+            .arg(value)
+            .arg(millis(hold))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(stored == 1)
+    }
+
+    async fn take_over(&self, key: &str, lease: Duration) -> Result<Claim, StoreError> {
+        let id = LeaseId::random();
+        let mut connection = self.connection.clone();
+        let found: Option<Vec<u8>> = self
+            .take_over
+            .key(self.key(key))
+            .arg(pending_value(id))
+            .arg(millis(lease))
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(match found {
+            None => Claim::Claimed(id),
+            Some(value) => match read_value(&value)? {
+                None => Claim::InProgress,
+                Some(response) => Claim::Done(response),
+            },
+        })
     }
 
     async fn wait(&self, key: &str, timeout: Duration) -> Result<Waited, StoreError> {

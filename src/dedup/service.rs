@@ -18,7 +18,7 @@ use super::state::{Counters, State};
 use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waited};
 use crate::body::{CollectReply, plain_text};
 use crate::hook::{
-    Arrival, Completion, CompletionObserver, DedupKey, Deferred, Recorded, RunOutcome,
+    Arrival, Completion, CompletionObserver, DedupKey, Deferred, Recorded, Recovery, RunOutcome,
 };
 use crate::label::Label;
 use crate::macros::define_inner_service_accessors;
@@ -92,6 +92,7 @@ where
             state: self.state.clone(),
             label: Label::of(&request),
             deadline: arrival + self.state.settings.budget,
+            recovered: request.extensions().get::<Recovery>().is_some(),
         };
         ResponseFuture::new(attempt.run(inner, request, key))
     }
@@ -122,6 +123,8 @@ struct Attempt<St> {
     label: Label,
     /// Arrival + the layer's budget: no store operation keeps the answer past it.
     deadline: Instant,
+    /// Run again by the journal's recovery worker: an acknowledged claim is taken over.
+    recovered: bool,
 }
 
 /// What a delivery does after asking the store.
@@ -165,11 +168,12 @@ impl<St: DedupStore> Attempt<St> {
         extensions.insert(Completion::from_arc(recorder.clone()));
         let result = forward(inner, request).await;
         let outcome = match &result {
-            // The layer that ran the handler reported (or will report) the run's end itself.
-            Ok((response, _))
-                if response.extensions().get::<Recorded>().is_some()
-                    || response.extensions().get::<Deferred>().is_some() =>
-            {
+            // The layer that ran the handler reported the run's end itself.
+            Ok((response, _)) if response.extensions().get::<Recorded>().is_some() => None,
+            // Answered before the handler finished; it reports the end when it comes. Until
+            // then repeats get this answer replayed, and the claim stays held.
+            Ok((response, Some(answered))) if response.extensions().get::<Deferred>().is_some() => {
+                recorder.acknowledge(answered).await;
                 None
             }
             // Only a success is kept for replay: a 4xx or 5xx (or an error) frees the key.
@@ -248,10 +252,13 @@ impl<St: DedupStore> Attempt<St> {
         // Read the clock only if a wait begins.
         let mut deadline = None;
         loop {
-            let claim = match self
-                .timed(self.store.claim(key, self.state.settings.lease))
-                .await
-            {
+            let lease = self.state.settings.lease;
+            let claimed = if self.recovered {
+                self.timed(self.store.take_over(key, lease)).await
+            } else {
+                self.timed(self.store.claim(key, lease)).await
+            };
+            let claim = match claimed {
                 Ok(claim) => claim,
                 Err(error) => return self.on_store_failure(&error),
             };
@@ -398,6 +405,23 @@ struct Recorder<St> {
 }
 
 impl<St: DedupStore> Recorder<St> {
+    /// The callback was answered before its handler finished.
+    async fn acknowledge(&self, answered: &StoredResponse) {
+        let attempt = &self.attempt;
+        Counters::bump(&attempt.state.counters.deferred);
+        let hold = attempt.state.settings.ttl;
+        let acknowledged = attempt
+            .timed(
+                attempt
+                    .store
+                    .acknowledge(&self.key, self.lease, answered, hold),
+            )
+            .await;
+        if let Err(error) = acknowledged {
+            attempt.store_failed(&error, "recording the acknowledgement");
+        }
+    }
+
     /// Stores the answer for repeats (the handler finished), or frees the key (it failed).
     async fn record_outcome(&self, outcome: RunOutcome) {
         let counters = &self.attempt.state.counters;

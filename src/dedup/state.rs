@@ -59,6 +59,7 @@ impl State {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) processed: AtomicU64,
+    pub(crate) deferred: AtomicU64,
     pub(crate) replayed: AtomicU64,
     pub(crate) coalesced: AtomicU64,
     pub(crate) released: AtomicU64,

@@ -45,6 +45,40 @@ pub trait DedupStore: Send + Sync + 'static {
         key: &str,
         timeout: Duration,
     ) -> impl Future<Output = Result<Waited, StoreError>> + Send;
+
+    /// The callback `lease` claimed was answered (`answered`: FastAck's `success`) before
+    /// its handler finished. From now on a repeat gets `answered` replayed at once, while
+    /// the claim stays held — for up to `hold` — until [`complete`](Self::complete) or
+    /// [`release`](Self::release) ends it. Returns `false` if the claim was lost.
+    ///
+    /// The default does nothing and returns `false`: repeats then wait for the handler's end
+    /// (up to the layer's wait timeout), which is correct but slower for WeChat.
+    /// [`MemoryStore`](super::MemoryStore) and `RedisStore` implement it.
+    fn acknowledge(
+        &self,
+        key: &str,
+        lease: LeaseId,
+        answered: &StoredResponse,
+        hold: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (key, lease, answered, hold);
+        async { Ok(false) }
+    }
+
+    /// [`claim`](Self::claim), for a callback the journal's recovery worker runs again:
+    /// an [acknowledged](Self::acknowledge) claim is taken over (the journal hands a
+    /// callback back only when the process that ran it stopped keeping it alive), a live
+    /// unacknowledged claim is in progress, a completed key is done.
+    ///
+    /// The default is [`claim`](Self::claim): a recovered callback then waits until the
+    /// dead runner's claim expires (its lease).
+    fn take_over(
+        &self,
+        key: &str,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send {
+        self.claim(key, lease)
+    }
 }
 
 /// The answer to [`DedupStore::claim`].

@@ -280,6 +280,8 @@ pub fn example(name: &str) -> PathBuf {
         (cfg!(feature = "redis"), "redis"),
         (cfg!(feature = "client"), "client"),
         (cfg!(feature = "metrics"), "metrics"),
+        (cfg!(feature = "server"), "server"),
+        (cfg!(feature = "body-timeout"), "body-timeout"),
     ] {
         if on {
             features.push(feature);
