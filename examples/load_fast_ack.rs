@@ -15,7 +15,11 @@
 //! - `LOAD_HANDLER_MS` (default 3000): how long each handler works,
 //! - `LOAD_MODE`: `always-ack` (default: answer `success` at once) or `deadline` (answer
 //!   with the handler's reply if it is ready within `LOAD_DEADLINE_MS`, default 4000),
-//! - `LOAD_MAX_IN_FLIGHT` (default 100000): FastAck's bound on running handlers.
+//! - `LOAD_MAX_IN_FLIGHT` (default 100000): FastAck's bound on running handlers,
+//! - `LOAD_JOURNAL`: `none` (default), `memory`, `file:PATH` (a fresh directory: the
+//!   journal fsyncs each append before its callback is answered) or `redis://…` (feature
+//!   `redis`): where each callback is stored before it is answered (see
+//!   `tower_wechat::journal`).
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -65,13 +69,28 @@ async fn main() -> Result<(), Box<dyn Error>> {
         return Err(format!("LOAD_MODE: always-ack or deadline, not {mode:?}").into());
     }
     let token = Token::new(TOKEN)?;
-    let stack = CallbackLayer::new(token.clone()).fast_ack(|fast_ack| {
+    let mut stack = CallbackLayer::new(token.clone()).fast_ack(|fast_ack| {
         let fast_ack = fast_ack.max_in_flight(max_in_flight);
         match mode.as_str() {
             "always-ack" => fast_ack.always_ack(),
             _ => fast_ack.deadline(deadline),
         }
     });
+    let journal = std::env::var("LOAD_JOURNAL").unwrap_or_else(|_| "none".to_owned());
+    stack = match journal.as_str() {
+        "none" => stack,
+        "memory" => stack.journal(tower_wechat::journal::MemoryJournal::with_budget(1 << 30)),
+        file if file.starts_with("file:") => stack.journal(
+            tower_wechat::journal::FileJournal::options()
+                .create_dir(true)
+                .open(&file["file:".len()..])?,
+        ),
+        #[cfg(feature = "redis")]
+        url if url.starts_with("redis://") => stack.journal(
+            tower_wechat::journal::RedisJournal::open(url)?.max_entries(1_000_000),
+        ),
+        other => return Err(format!("LOAD_JOURNAL: none, memory, file:PATH or redis://…, not {other:?}").into()),
+    };
     let background = stack.handle();
 
     let slow = move |message: Message| async move {
@@ -93,7 +112,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let next_id = Arc::new(AtomicU64::new(1));
     let stop_at = Instant::now() + Duration::from_secs(seconds);
     println!(
-        "{concurrency} concurrent callbacks for {seconds} s, handler {} ms, mode {mode}",
+        "{concurrency} concurrent callbacks for {seconds} s, handler {} ms, mode {mode}, journal {journal}",
         handler_time.as_millis()
     );
 
@@ -146,10 +165,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .shutdown(handler_time + Duration::from_secs(5))
         .await;
     println!(
-        "drained: {} finished, {} unfinished; {:?}",
+        "drained: {} finished, {} unfinished; {:?}; journal {:?}",
         report.finished,
         report.unfinished,
-        background.fast_ack().stats()
+        background.fast_ack().stats(),
+        background.journal().map(|journal| journal.stats()),
     );
     Ok(())
 }
