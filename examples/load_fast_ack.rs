@@ -86,10 +86,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 .open(&file["file:".len()..])?,
         ),
         #[cfg(feature = "redis")]
-        url if url.starts_with("redis://") => stack.journal(
-            tower_wechat::journal::RedisJournal::open(url)?.max_entries(1_000_000),
-        ),
-        other => return Err(format!("LOAD_JOURNAL: none, memory, file:PATH or redis://…, not {other:?}").into()),
+        url if url.starts_with("redis://") => {
+            stack.journal(tower_wechat::journal::RedisJournal::open(url)?.max_entries(1_000_000))
+        }
+        other => {
+            return Err(format!(
+                "LOAD_JOURNAL: none, memory, file:PATH or redis://…, not {other:?}"
+            )
+            .into());
+        }
     };
     let background = stack.handle();
 

@@ -179,12 +179,12 @@
 //! |---|---|---|
 //! | `axum` | yes | [`Message`] and [`CallbackQuery`] extractors, `IntoResponse` for [`Reply`] |
 //! | `crypto` | yes | safe mode: the [`crypto`] module (RustCrypto `aes` + `cbc`) and [`VerifyLayer::safe_mode`] |
-//! | `fast-ack` | yes | [`ack::FastAckLayer`] (tokio tasks and timers) |
+//! | `fast-ack` | yes | [`ack::FastAckLayer`] (tokio tasks and timers) and the durable hand-off: [`journal`] (memory, file) and its recovery worker |
 //! | `dedup` | yes | [`dedup::DedupLayer`] and its in-memory store |
 //! | `body-timeout` | yes | [`VerifyLayer`]'s body-read deadline (`VerifyLayer::body_timeout`, a tokio timer) |
 //! | `server` | no | `serve::Server`: hyper's HTTP/1 server with header read timeout, connection cap and bounded graceful shutdown |
 //! | `tokio` | no | both of the above (kept as an alias: the one feature these two were before) |
-//! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas |
+//! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas; `journal::RedisJournal`, a journal they share |
 //! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls); `allow::CallbackIps`, the allow-list refreshed from WeChat's published addresses |
 //! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`), and [`AllowLayer`]'s list size, age and refusals (`allow::metrics`) |
 #![forbid(unsafe_code)]

@@ -44,7 +44,9 @@ pub struct FastAckStats {
 pub struct ShutdownReport {
     /// Handlers that were running when shutdown began and finished within the grace period.
     pub finished: usize,
-    /// Handlers still running when the grace period ended.
+    /// Handlers still running when the grace period ended. They are dropped with the
+    /// runtime; with a [journal](crate::journal) their callbacks stay in it and run again
+    /// (at the next start, or on another replica), so "unfinished" does not mean "lost".
     pub unfinished: usize,
 }
 
