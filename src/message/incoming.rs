@@ -28,7 +28,9 @@ use crate::clock::unix_now;
 pub struct Message {
     /// The account that received the message (`ToUserName`, the original id `gh_…`).
     pub to_user_name: String,
-    /// The sender (`FromUserName`, an openid).
+    /// The sender (`FromUserName`, an openid; `sys` for WeCom's system events). Empty for
+    /// `InfoType` pushes and for the events that name no sender (WeCom customer service's
+    /// `kf_msg_or_event`).
     pub from_user_name: String,
     /// `CreateTime`, Unix seconds.
     pub create_time: u64,
@@ -351,9 +353,16 @@ impl Message {
             return Self::info(info_type, fields, format, fingerprint);
         }
         let to_user_name = fields.required("ToUserName")?;
-        let from_user_name = fields.required("FromUserName")?;
+        let from_user_name = fields.optional("FromUserName");
         let create_time = fields.number("CreateTime")?;
         let msg_type = fields.required_text("MsgType")?;
+        // System events may name no sender (WeCom customer service's `kf_msg_or_event`);
+        // messages always do.
+        let from_user_name = match from_user_name {
+            Some(from) => from,
+            None if msg_type.eq_ignore_ascii_case("event") => String::new(),
+            None => return Err(ParseError::MissingField("FromUserName")),
+        };
         let msg_id = fields.optional_number("MsgId")?;
         let kind = MessageKind::from_fields(msg_type, &mut fields)?;
         Ok(Self {

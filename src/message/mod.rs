@@ -108,4 +108,6 @@ pub(crate) fn mask_openid(openid: &str) -> String {
 }
 
 #[cfg(test)]
+mod official;
+#[cfg(test)]
 mod tests;
