@@ -258,7 +258,12 @@ mod crypto {
                 &random(vector),
             );
             let envelope: Value = serde_json::from_str(&envelope).unwrap();
-            assert_eq!(envelope["Encrypt"], text(vector, "encrypt"), "{}", vector["id"]);
+            assert_eq!(
+                envelope["Encrypt"],
+                text(vector, "encrypt"),
+                "{}",
+                vector["id"]
+            );
             assert_eq!(envelope["MsgSignature"], text(vector, "msg_signature"));
             assert_eq!(
                 envelope["TimeStamp"].as_u64().unwrap().to_string(),
@@ -325,7 +330,9 @@ mod crypto {
         assert_eq!(message.to_user_name, "gh_97417a04a28d");
         assert_eq!(message.from_user_name, "o9AgO5Kd5ggOC-bXrbNODIiE3bGY");
         assert_eq!(message.create_time, 1_714_112_445);
-        assert!(matches!(message.event(), Some(Event::Unknown { event, .. }) if event == "debug_demo"));
+        assert!(
+            matches!(message.event(), Some(Event::Unknown { event, .. }) if event == "debug_demo")
+        );
         assert_eq!(message.field("debug_str"), Some("hello world"));
         assert_eq!(
             Message::parse(text(v16, "plaintext").as_bytes()).unwrap(),
@@ -338,8 +345,7 @@ mod crypto {
         let timestamp = envelope["TimeStamp"].as_u64().unwrap().to_string();
         let nonce = envelope["Nonce"].as_str().unwrap();
         let signed = Signature::message(&token(v16).unwrap(), &timestamp, nonce, encrypt);
-        let documented =
-            Signature::from_hex(envelope["MsgSignature"].as_str().unwrap()).unwrap();
+        let documented = Signature::from_hex(envelope["MsgSignature"].as_str().unwrap()).unwrap();
         assert!(signed.verify(&documented));
         let opened = decrypt(&key(v16), encrypt).unwrap();
         assert_eq!(opened.receive_id, text(v16, "receive_id"));
@@ -353,7 +359,11 @@ mod crypto {
         // A wrong msg_signature: refused, the handler not run.
         let wrong = "0".repeat(40);
         let answer = wechat
-            .send(http::Method::POST, &query(&wrong), text(v16, "body").to_owned())
+            .send(
+                http::Method::POST,
+                &query(&wrong),
+                text(v16, "body").to_owned(),
+            )
             .await;
         assert_eq!(answer.status, StatusCode::FORBIDDEN);
         assert_eq!(answer.body, "msg_signature does not match");
