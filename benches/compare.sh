@@ -24,6 +24,7 @@
 #   RUST_LOG=info                     the stack's log filter (warn: no line per callback)
 #   STACK_BIN=path                    another build of the stack to measure (same env as the
 #                                     quick start: WECHAT_ADDR, WECHAT_TOKEN)
+#   ALT_STACKS="name=path[@level] ..."  more builds of the stack (A/B), each with its log level
 #   PEER="cmd args" PEER_URL=url      also load a server you start with cmd (e.g. the team's
 #   PEER_EXPECT=text                  wechatpy peer); its CPU counts every process in its session
 #   WORKDIR=/tmp/tw-compare           request files and the stack's log (removed unless KEEP=1)
@@ -108,6 +109,17 @@ for name in "${servers[@]}"; do
     *) echo "compare.sh: unknown server $name" >&2; exit 64 ;;
   esac
 done
+alt_port=8210
+for alt in ${ALT_STACKS:-}; do
+  name=${alt%%=*} spec=${alt#*=}
+  path=${spec%@*} level=info
+  [ "$spec" != "$path" ] && level=${spec##*@}
+  start "$name" "http://127.0.0.1:$alt_port/wechat" "hello bench" \
+    env WECHAT_ADDR=127.0.0.1:$alt_port WECHAT_TOKEN=$token RUST_LOG="$level" \
+    taskset -c "$server_cpu" "$path" >"$work/$name.log" 2>&1
+  servers+=("$name")
+  alt_port=$((alt_port + 1))
+done
 if [ -n "${PEER:-}" ]; then
   : "${PEER_URL:?set PEER_URL with PEER}"
   # shellcheck disable=SC2086
@@ -138,11 +150,11 @@ echo "== warm-up: 2 s each"
 for name in "${servers[@]}"; do run "$name" 2 >/dev/null; done
 
 declare -A rps_list cpu_list
-printf '%-6s %5s %10s %12s %8s %9s %6s %5s %8s  %s\n' server round req/s "CPU µs/req" "RSS MB" requests non2xx bad replayed load
+printf '%-10s %5s %10s %12s %8s %9s %6s %5s %8s  %s\n' server round req/s "CPU µs/req" "RSS MB" requests non2xx bad replayed load
 for round in $(seq "$rounds"); do
   for name in "${servers[@]}"; do
     read -r rps cpu rss requests non2xx bad replayed < <(run "$name" "$secs")
-    printf '%-6s %5d %10s %12s %8s %9s %6s %5s %8s  %s\n' "$name" "$round" "$rps" "$cpu" "$rss" \
+    printf '%-10s %5d %10s %12s %8s %9s %6s %5s %8s  %s\n' "$name" "$round" "$rps" "$cpu" "$rss" \
       "$requests" "$non2xx" "$bad" "$replayed" "$(cut -d' ' -f1 /proc/loadavg)"
     rps_list[$name]+="$rps " cpu_list[$name]+="$cpu "
   done
@@ -152,12 +164,12 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR 
 declare -A rps_med cpu_med
 echo
 echo "== medians of $rounds rounds of ${secs} s, wrk -t1 -c$conns, $(date -u '+%H:%M:%S UTC'), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %10s %12s %14s %14s\n' server req/s "CPU µs/req" "RSS MB (now)" "RSS MB (peak)"
+printf '%-10s %10s %12s %14s %14s\n' server req/s "CPU µs/req" "RSS MB (now)" "RSS MB (peak)"
 for name in "${servers[@]}"; do
   rps_med[$name]=$(echo "${rps_list[$name]}" | median)
   cpu_med[$name]=$(echo "${cpu_list[$name]}" | median)
   read -r _ rss hwm < <(session_stats "${pid[$name]}")
-  printf '%-6s %10s %12s %14.1f %14.1f\n' "$name" "${rps_med[$name]}" "${cpu_med[$name]}" \
+  printf '%-10s %10s %12s %14.1f %14.1f\n' "$name" "${rps_med[$name]}" "${cpu_med[$name]}" \
     "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
