@@ -106,5 +106,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .serve(app(stack, prometheus), quickstart::shutdown_signal())
         .await?;
     handle.shutdown(Duration::from_secs(10)).await;
+    quickstart::BufferedLog::flush();
     Ok(())
 }
