@@ -240,8 +240,8 @@ fn scan_plain(xml: &str) -> Option<Vec<Option<Field<'_>>>> {
     }
 }
 
-/// Where `]]>` starts.
-fn find_cdata_end(bytes: &[u8]) -> Option<usize> {
+/// Where `]]>` starts (a byte search: no substring searcher set up each time).
+pub(super) fn find_cdata_end(bytes: &[u8]) -> Option<usize> {
     let mut from = 0;
     loop {
         let at = from + bytes[from..].iter().position(|&b| b == b']')?;
