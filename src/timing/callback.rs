@@ -241,10 +241,7 @@ impl CallbackTiming {
             "{text}"
         );
         if !state.span.is_disabled() {
-            if let Some(status) = status {
-                state.span.record("status", status);
-            }
-            state.span.record("latency_ms", latency_ms);
+            tracing::record_all!(state.span, status = status, latency_ms = latency_ms);
         }
     }
 }
