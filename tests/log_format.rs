@@ -113,6 +113,13 @@ fn events(text: &str, number: u64) {
     );
     tracing::trace!(message = text, other = text);
     tracing::info!(unsigned = number, missing = None::<u64>);
+    tracing::info!(
+        message = number,
+        min = i64::MIN,
+        zero = 0u64,
+        max = u64::MAX
+    );
+    tracing::info!(message = -(number as i64) - 1, flag = false);
 }
 
 #[test]
@@ -152,4 +159,56 @@ proptest! {
         let (default, fast) = both(|| events(&text, number));
         prop_assert_eq!(fast, default);
     }
+}
+
+#[test]
+fn the_date_and_time_are_those_of_the_second() {
+    for (seconds, text) in [
+        (0, "1970-01-01T00:00:00"),
+        (59, "1970-01-01T00:00:59"),
+        (86_399, "1970-01-01T23:59:59"),
+        (86_400, "1970-01-02T00:00:00"),
+        (951_782_400, "2000-02-29T00:00:00"),
+        (951_868_799, "2000-02-29T23:59:59"),
+        (1_709_164_800, "2024-02-29T00:00:00"),
+        (1_735_689_599, "2024-12-31T23:59:59"),
+        (1_764_656_879, "2025-12-02T06:27:59"),
+        (1_798_848_000, "2027-01-02T00:00:00"),
+        (4_107_542_400, "2100-03-01T00:00:00"),
+        (253_402_300_799, "9999-12-31T23:59:59"),
+    ] {
+        assert_eq!(std::str::from_utf8(&log::date_time(seconds)).unwrap(), text);
+    }
+}
+
+#[test]
+fn the_cached_timer_writes_what_the_default_timer_writes() {
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+
+    let time = |timer: &dyn FormatTime| {
+        let mut text = String::new();
+        timer.format_time(&mut Writer::new(&mut text)).unwrap();
+        text
+    };
+    // Twice within one second (a few tries, in case a second ends between them), and
+    // again from the cache.
+    let mut same_second = 0;
+    for _ in 0..20 {
+        let (default, cached, again) = (
+            time(&SystemTime),
+            time(&log::CachedTime),
+            time(&log::CachedTime),
+        );
+        assert_eq!(cached.len(), default.len(), "{cached} {default}");
+        assert!(
+            cached.ends_with('Z') && cached.as_bytes()[19] == b'.',
+            "{cached}"
+        );
+        if default[..19] == cached[..19] && again[..19] == cached[..19] {
+            same_second += 1;
+            assert!(cached[20..26] >= default[20..26] && again[20..26] >= cached[20..26]);
+        }
+    }
+    assert!(same_second > 0);
 }

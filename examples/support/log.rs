@@ -1,7 +1,8 @@
 //! The quick start's log plumbing when stdout is not a terminal: [`BufferedLog`], a buffered
-//! writer (one `write` for many lines), and [`AccessFields`], tracing-subscriber's default
-//! field format written without its per-field overhead (the same text, byte for byte;
-//! `tests/log_format.rs` compares them).
+//! writer (one `write` for many lines); [`AccessFields`], tracing-subscriber's default field
+//! format written without its per-field overhead; and [`CachedTime`], its default timer
+//! formatting the date once a second. The same text, byte for byte (`tests/log_format.rs`
+//! compares them).
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
+use tracing_subscriber::fmt::time::FormatTime;
 
 /// Stdout through a 64 KiB buffer: written when it fills, every 100 ms, at once after a
 /// warning or an error, after a panic, and by [`BufferedLog::flush`] (call it before
@@ -172,15 +174,116 @@ impl AccessVisitor<'_> {
         }
     }
 
-    /// `value` as `{}` writes it, for the types whose `{:?}` is their `{}`.
-    fn display(&mut self, field: &Field, value: impl fmt::Display + fmt::Debug) {
+    /// An integer as `{:?}` (and `{}`) writes it.
+    fn integer(&mut self, field: &Field, negative: bool, magnitude: u64) {
         if self.result.is_err() {
         } else if field.name() == "message" {
-            self.message(&value);
+            let value: &dyn fmt::Debug = match negative {
+                true => &format_args!("-{magnitude}"),
+                false => &magnitude,
+            };
+            self.message(value);
         } else if self.name(field) {
-            self.result = self.result.and(write!(self.writer, "{value}"));
+            let mut digits = [0u8; 21];
+            let text = decimal(&mut digits, negative, magnitude);
+            self.result = self.result.and(self.writer.write_str(text));
         }
     }
+}
+
+/// `magnitude` in decimal (after a `-` if `negative`), written at the end of `buffer`.
+fn decimal(buffer: &mut [u8; 21], negative: bool, mut magnitude: u64) -> &str {
+    let mut at = buffer.len();
+    loop {
+        at -= 1;
+        buffer[at] = b'0' + (magnitude % 10) as u8;
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    if negative {
+        at -= 1;
+        buffer[at] = b'-';
+    }
+    std::str::from_utf8(&buffer[at..]).unwrap_or_default()
+}
+
+/// tracing-subscriber's [`SystemTime`](tracing_subscriber::fmt::time::SystemTime) timer
+/// (`2026-12-02T06:27:59.673774Z`, UTC), with the date and time of the current second made
+/// once per second and thread rather than for every line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CachedTime;
+
+thread_local! {
+    /// The second last written, and its `YYYY-MM-DDTHH:MM:SS`.
+    static SECOND: std::cell::Cell<(u64, [u8; 19])> =
+        const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+}
+
+/// The first second of the year 10000: from there on the default timer's format changes.
+const YEAR_10000: u64 = 253_402_300_800;
+
+impl FormatTime for CachedTime {
+    fn format_time(&self, writer: &mut Writer<'_>) -> fmt::Result {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        let Some(since) = since.ok().filter(|since| since.as_secs() < YEAR_10000) else {
+            return tracing_subscriber::fmt::time::SystemTime.format_time(writer);
+        };
+        let seconds = since.as_secs();
+        let date_time = SECOND.with(|second| match second.get() {
+            (cached, text) if cached == seconds => text,
+            _ => {
+                let text = date_time(seconds);
+                second.set((seconds, text));
+                text
+            }
+        });
+        let mut line = [0u8; 27];
+        line[..19].copy_from_slice(&date_time);
+        line[19] = b'.';
+        let mut micros = since.subsec_micros();
+        for at in (20..26).rev() {
+            line[at] = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        line[26] = b'Z';
+        writer.write_str(std::str::from_utf8(&line).unwrap_or_default())
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` (UTC) of `seconds` since the Unix epoch, before the year 10000
+/// (the civil-from-days algorithm of H. Hinnant's date library).
+pub fn date_time(seconds: u64) -> [u8; 19] {
+    let (days, second_of_day) = (seconds / 86_400, seconds % 86_400);
+    let shifted = days + 719_468; // days since 0000-03-01
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    let mut text = *b"0000-00-00T00:00:00";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for index in (at..at + width).rev() {
+            text[index] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, second_of_day / 3_600);
+    put(14, 2, second_of_day / 60 % 60);
+    put(17, 2, second_of_day % 60);
+    text
 }
 
 /// Escapes what tracing-subscriber escapes in a message (terminal control characters),
@@ -230,17 +333,12 @@ impl Visit for AccessVisitor<'_> {
         }
     }
 
-    // `{:?}` of these is their `{}`.
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.display(field, value);
+        self.integer(field, false, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.display(field, value);
-    }
-
-    fn record_bool(&mut self, field: &Field, value: bool) {
-        self.display(field, value);
+        self.integer(field, value < 0, value.unsigned_abs());
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
