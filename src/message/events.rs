@@ -61,11 +61,11 @@ pub struct SubscribeSent {
 #[non_exhaustive]
 pub enum ContactChange {
     /// `create_user`.
-    CreateUser(ContactUser),
+    CreateUser(Box<ContactUser>),
     /// `update_user`.
-    UpdateUser(ContactUser),
+    UpdateUser(Box<ContactUser>),
     /// `delete_user`.
-    DeleteUser(ContactUser),
+    DeleteUser(Box<ContactUser>),
     /// `create_party`: a department was created.
     CreateParty(ContactParty),
     /// `update_party`.
@@ -356,9 +356,9 @@ pub(crate) fn sent(mut group: Group<'_>) -> Result<SubscribeSent, ParseError> {
 pub(crate) fn contact_change(fields: &mut Fields<'_>) -> Result<ContactChange, ParseError> {
     let change_type = fields.required_text("ChangeType")?;
     let change = match change_type.as_ref() {
-        "create_user" => ContactChange::CreateUser(contact_user(fields)?),
-        "update_user" => ContactChange::UpdateUser(contact_user(fields)?),
-        "delete_user" => ContactChange::DeleteUser(contact_user(fields)?),
+        "create_user" => ContactChange::CreateUser(Box::new(contact_user(fields)?)),
+        "update_user" => ContactChange::UpdateUser(Box::new(contact_user(fields)?)),
+        "delete_user" => ContactChange::DeleteUser(Box::new(contact_user(fields)?)),
         "create_party" => ContactChange::CreateParty(contact_party(fields)?),
         "update_party" => ContactChange::UpdateParty(contact_party(fields)?),
         "delete_party" => ContactChange::DeleteParty(contact_party(fields)?),
