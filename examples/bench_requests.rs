@@ -41,13 +41,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         let nonce = format!("{:04}{index:0width$}", timestamp % 10_000);
         let signature = Signature::plain(&token, &ts, &nonce);
         let msg_id = timestamp * 10_000_000 + index;
-        write!(
+        writeln!(
             line,
             "signature={signature}&timestamp={ts}&nonce={nonce}\t\
              <xml><ToUserName><![CDATA[{TO_USER}]]></ToUserName>\
              <FromUserName><![CDATA[oBench{:022}]]></FromUserName>\
              <CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
-             <Content><![CDATA[hello bench {index}]]></Content><MsgId>{msg_id}</MsgId></xml>\n",
+             <Content><![CDATA[hello bench {index}]]></Content><MsgId>{msg_id}</MsgId></xml>",
             index % 1000
         )?;
         file.write_all(line.as_bytes())?;
