@@ -138,6 +138,18 @@ fn walk(xml: &str) -> Result<Vec<Option<Field<'_>>>, ParseError> {
     }
 }
 
+/// For the fuzz targets: the scanner and the walk give the same fields for `xml` (panics
+/// if not), like the differential property tests below.
+#[cfg(fuzzing)]
+pub(crate) fn check_scanner(xml: &[u8]) {
+    let Ok(xml) = std::str::from_utf8(xml) else {
+        return;
+    };
+    if let Some(fields) = scan_plain(xml) {
+        assert_eq!(Ok(fields), walk(xml), "the scanner and the walk disagree");
+    }
+}
+
 /// Reads a plain WeChat document: optional whitespace, `<xml>`, then elements without
 /// attributes (or `<Name/>`), holding text without `&` and CDATA sections, nested at most
 /// [`MAX_DEPTH`] deep, at most [`MAX_ELEMENTS`] of them, names of at most [`MAX_NAME_LEN`]
