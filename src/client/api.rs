@@ -16,6 +16,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use super::read_body::{answer_class, errcode};
 use super::source::{Endpoint, TokenSource, WeChatTokenSource};
@@ -486,11 +487,21 @@ impl WeChatClient {
         result
     }
 
+    /// One call through the stack, in its `wechat_api` span.
     async fn exchange(
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Bytes>, ClientError> {
-        self.inner.service.clone().oneshot(request).await
+        let span = super::span::call_span(&self.inner.label, &request);
+        let result = self
+            .inner
+            .service
+            .clone()
+            .oneshot(request)
+            .instrument(span.clone())
+            .await;
+        super::span::record(&span, &result);
+        result
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
@@ -877,8 +888,12 @@ impl WeChatClientBuilder {
             .clone()
             .unwrap_or_else(|| self.account.kind.default_base().to_owned());
         let base = BaseUrl::parse(&base_url)?;
+        let http = ReadBodyLayer::new().layer(http);
+        // Each attempt (retries, token fetches) carries the current span's trace context.
+        #[cfg(feature = "otel")]
+        let http = super::TraceContextLayer::new().layer(http);
         let hub = Arc::new(Hub {
-            http: BoxCloneSyncService::new(ReadBodyLayer::new().layer(http)),
+            http: BoxCloneSyncService::new(http),
             timeout: self.timeout,
             token_wait: self.token_wait.unwrap_or(self.timeout),
             refresh_margin: self.refresh_margin,

@@ -157,6 +157,8 @@ mod http;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 mod outgoing;
 mod read_body;
 #[cfg(feature = "redis")]
@@ -165,6 +167,7 @@ mod retry;
 mod secret;
 mod sender;
 mod source;
+mod span;
 mod timeout;
 mod token;
 mod url;
@@ -174,6 +177,9 @@ pub use api::{Account, ClientService, WeChatClient, WeChatClientBuilder};
 pub use breaker::{BreakerState, BreakerStats, CircuitBreaker, CircuitBreakerLayer};
 pub use error::{ApiError, ClientError, ErrorClass, SharedError};
 pub use http::{HttpClient, http_client};
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub use otel::{TraceContext, TraceContextLayer};
 pub use outgoing::{
     BizSubscribeMessage, CustomMessage, MiniProgramState, SubscribeMessage, TemplateMessage,
     TemplateWarning,

@@ -108,6 +108,9 @@ impl CallbackTiming {
     /// Starts the clock and opens the `wechat_callback` span (a child of the current span).
     pub(crate) fn start<B>(settings: &Arc<Settings>, request: &Request<B>) -> Self {
         let start = Instant::now();
+        // Held while the span is made: its OpenTelemetry parent (feature `otel`).
+        #[cfg(feature = "otel")]
+        let _parent = super::otel::attach_parent(settings, request);
         let span = tracing::info_span!(
             target: TARGET,
             "wechat_callback",

@@ -48,6 +48,8 @@ impl TimingLayer {
                 budget: Self::DEFAULT_BUDGET,
                 deadline: Self::WECHAT_DEADLINE,
                 stats: LatencyStats::new(),
+                #[cfg(feature = "otel")]
+                incoming_traceparent: true,
             }),
         }
     }
@@ -70,6 +72,23 @@ impl TimingLayer {
     /// between several layers.
     pub fn with_stats(self, stats: LatencyStats) -> Self {
         self.with(|settings| settings.stats = stats)
+    }
+
+    /// Whether the `wechat_callback` span continues the trace of an incoming W3C
+    /// `traceparent` header (feature `otel`; default `true`). WeChat sends none: the header
+    /// comes from a gateway or proxy in front of the server. Turn it off if that edge
+    /// passes on what clients send and your sampler follows the parent's `sampled` flag;
+    /// then every callback starts its own trace (or continues the current span's). See
+    /// [`otel`](crate::otel).
+    ///
+    /// ```
+    /// let layer = tower_wechat::timing::TimingLayer::new().incoming_traceparent(false);
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub fn incoming_traceparent(self, continue_it: bool) -> Self {
+        self.with(|settings| settings.incoming_traceparent = continue_it)
     }
 
     /// A handle on the statistics this layer records into.
