@@ -127,6 +127,7 @@ async fn profile(
             .map_err(|error| error.to_string())?;
         std::thread::sleep(duration);
         let report = guard.report().build().map_err(|error| error.to_string())?;
+        warn_if_no_stacks(&report);
         if flamegraph {
             let mut svg = Vec::new();
             report
@@ -187,6 +188,20 @@ async fn heap() -> Response {
             )
                 .into_response()
         }
+    }
+}
+
+/// The unwinder walks frame pointers, starting from the interrupted frame's: in a binary
+/// built without them, every sample's stack comes out empty. Said once, at WARN.
+fn warn_if_no_stacks(report: &pprof::Report) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let samples = !report.data.is_empty();
+    let stacks = report.data.keys().any(|frames| !frames.frames.is_empty());
+    if samples && !stacks && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "CPU samples came without stacks: build with RUSTFLAGS=\"-C force-frame-pointers=yes\" \
+             (the profiler walks frame pointers)"
+        );
     }
 }
 
