@@ -762,6 +762,8 @@ pub struct WeChatClientBuilder {
     breaker: CircuitBreakerLayer,
     #[cfg(feature = "redis")]
     redis: Option<super::RedisTokenStoreBuilder>,
+    #[cfg(feature = "metrics")]
+    semconv_metrics: bool,
 }
 
 impl WeChatClientBuilder {
@@ -780,6 +782,8 @@ impl WeChatClientBuilder {
             breaker: CircuitBreakerLayer::new(),
             #[cfg(feature = "redis")]
             redis: None,
+            #[cfg(feature = "metrics")]
+            semconv_metrics: false,
         }
     }
 
@@ -866,6 +870,26 @@ impl WeChatClientBuilder {
         self
     }
 
+    /// Also records each HTTP attempt (retries and token fetches included) under
+    /// OpenTelemetry's semantic-convention name
+    /// [`http.client.request.duration`](super::HTTP_CLIENT_REQUEST_DURATION), through
+    /// [`HttpMetricsLayer`](super::HttpMetricsLayer) (feature `metrics`; default `false`).
+    /// The crate's own `wechat_client_*` metrics, one sample per API call, stay.
+    ///
+    /// ```
+    /// use tower_wechat::client::{AppSecret, WeChatClient};
+    ///
+    /// let builder = WeChatClient::builder("wx1234567890abcdef", AppSecret::new("secret"))
+    ///     .semconv_metrics(true);
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn semconv_metrics(mut self, record: bool) -> Self {
+        self.semconv_metrics = record;
+        self
+    }
+
     /// Builds the client over a pooled HTTPS client ([`http_client`](super::http_client)).
     /// Needs a tokio runtime when used.
     pub fn build(self) -> Result<WeChatClient, ClientError> {
@@ -889,6 +913,10 @@ impl WeChatClientBuilder {
             .unwrap_or_else(|| self.account.kind.default_base().to_owned());
         let base = BaseUrl::parse(&base_url)?;
         let http = ReadBodyLayer::new().layer(http);
+        #[cfg(feature = "metrics")]
+        let http =
+            tower::util::option_layer(self.semconv_metrics.then(super::HttpMetricsLayer::new))
+                .layer(http);
         // Each attempt (retries, token fetches) carries the current span's trace context.
         #[cfg(feature = "otel")]
         let http = super::TraceContextLayer::new().layer(http);

@@ -155,6 +155,8 @@ mod breaker;
 mod error;
 mod http;
 #[cfg(feature = "metrics")]
+mod http_metrics;
+#[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 #[cfg(feature = "otel")]
@@ -177,6 +179,12 @@ pub use api::{Account, ClientService, WeChatClient, WeChatClientBuilder};
 pub use breaker::{BreakerState, BreakerStats, CircuitBreaker, CircuitBreakerLayer};
 pub use error::{ApiError, ClientError, ErrorClass, SharedError};
 pub use http::{HttpClient, http_client};
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use http_metrics::{
+    HTTP_CLIENT_REQUEST_DURATION, HttpMetrics, HttpMetricsLayer,
+    ResponseFuture as HttpMetricsFuture,
+};
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub use otel::{TraceContext, TraceContextLayer};

@@ -48,6 +48,9 @@ struct State {
     background: AtomicBool,
     /// The delivery's attempt, for a callback the journal's recovery worker runs again.
     recovered: Option<u32>,
+    /// The request method as OpenTelemetry's `http.request.method` names it.
+    #[cfg(feature = "metrics")]
+    method: &'static str,
 }
 
 /// What is logged about a message: no body text beyond names and keys.
@@ -134,6 +137,8 @@ impl CallbackTiming {
                 .extensions()
                 .get::<Recovery>()
                 .map(|recovery| recovery.entry.attempt),
+            #[cfg(feature = "metrics")]
+            method: super::metrics::method_label(request.method()),
         }))
     }
 
@@ -193,6 +198,7 @@ impl CallbackTiming {
             latency,
             over_budget,
             over_deadline,
+            settings.semconv_metrics.then_some(state.method),
         );
 
         let (severity, text) = match ending {

@@ -50,6 +50,8 @@ impl TimingLayer {
                 stats: LatencyStats::new(),
                 #[cfg(feature = "otel")]
                 incoming_traceparent: true,
+                #[cfg(feature = "metrics")]
+                semconv_metrics: false,
             }),
         }
     }
@@ -89,6 +91,24 @@ impl TimingLayer {
     #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     pub fn incoming_traceparent(self, continue_it: bool) -> Self {
         self.with(|settings| settings.incoming_traceparent = continue_it)
+    }
+
+    /// Also records each callback under OpenTelemetry's HTTP semantic-convention name
+    /// [`http.server.request.duration`](super::metrics::HTTP_SERVER_REQUEST_DURATION)
+    /// (feature `metrics`; default `false`), with the attributes `http.request.method`,
+    /// `http.response.status_code` (or `error.type` when no response was sent) and
+    /// `wechat.msg_type`, beside the crate's own `wechat_callback_*` metrics (which stay:
+    /// dashboards built on them keep working). One more histogram sample per callback; see
+    /// [`timing::metrics`](super::metrics) for how the names map.
+    ///
+    /// ```
+    /// let layer = tower_wechat::timing::TimingLayer::new().semconv_metrics(true);
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn semconv_metrics(self, record: bool) -> Self {
+        self.with(|settings| settings.semconv_metrics = record)
     }
 
     /// A handle on the statistics this layer records into.

@@ -23,6 +23,10 @@ pub(crate) struct Settings {
     /// Whether the callback span continues an incoming `traceparent` (feature `otel`).
     #[cfg(feature = "otel")]
     pub(crate) incoming_traceparent: bool,
+    /// Whether callbacks are also recorded as OpenTelemetry's `http.server.request.duration`
+    /// (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) semconv_metrics: bool,
 }
 
 impl Settings {
