@@ -286,6 +286,66 @@ pub fn seal_reply_with_random(
     envelope(token, &encrypted, timestamp, nonce)
 }
 
+/// Seals a passive reply to a JSON callback (Mini Programs, stores): as [`seal_reply`], in
+/// WeChat's JSON envelope:
+///
+/// ```text
+/// {"Encrypt":"…","MsgSignature":"…","TimeStamp":1714112445,"Nonce":"…"}
+/// ```
+///
+/// ```
+/// use tower_wechat::crypto::{EncodingAesKey, decrypt, seal_reply_json};
+/// use tower_wechat::signature::Token;
+///
+/// let key = EncodingAesKey::new("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").unwrap();
+/// let token = Token::new("pamtest").unwrap();
+/// let reply = br#"{"ToUserName":"oUser","FromUserName":"gh_1","CreateTime":1,"MsgType":"text","Content":"hi"}"#;
+/// let envelope = seal_reply_json(&key, &token, "wx1234", reply, 1714112445, "42");
+/// let envelope: serde_json::Value = serde_json::from_str(&envelope).unwrap();
+/// assert_eq!(envelope["TimeStamp"], 1714112445);
+/// let opened = decrypt(&key, envelope["Encrypt"].as_str().unwrap()).unwrap();
+/// assert_eq!(opened.message, reply);
+/// ```
+pub fn seal_reply_json(
+    key: &EncodingAesKey,
+    token: &Token,
+    receive_id: &str,
+    reply_json: &[u8],
+    timestamp: u64,
+    nonce: &str,
+) -> String {
+    seal_reply_json_with_random(
+        key,
+        token,
+        receive_id,
+        reply_json,
+        timestamp,
+        nonce,
+        &random_bytes(),
+    )
+}
+
+/// [`seal_reply_json`] with fixed "random" bytes: deterministic, for tests and test vectors.
+pub fn seal_reply_json_with_random(
+    key: &EncodingAesKey,
+    token: &Token,
+    receive_id: &str,
+    reply_json: &[u8],
+    timestamp: u64,
+    nonce: &str,
+    random: &[u8; 16],
+) -> String {
+    let encrypted = encrypt_with_random(key, reply_json, receive_id, random);
+    let signature = Signature::message(token, &timestamp.to_string(), nonce, &encrypted);
+    // Base64 and hex need no escaping; the nonce is escaped like any JSON string.
+    let mut nonce_json = String::with_capacity(nonce.len() + 2);
+    crate::message::push_json_string(&mut nonce_json, nonce);
+    format!(
+        "{{\"Encrypt\":\"{encrypted}\",\"MsgSignature\":\"{signature}\",\
+         \"TimeStamp\":{timestamp},\"Nonce\":{nonce_json}}}"
+    )
+}
+
 fn envelope(token: &Token, encrypted: &str, timestamp: u64, nonce: &str) -> String {
     let timestamp = timestamp.to_string();
     let signature = Signature::message(token, &timestamp, nonce, encrypted);

@@ -41,7 +41,7 @@ impl Replica {
             .env("WECHAT_ADDR", addr.to_string())
             .env("WECHAT_TOKEN", TOKEN)
             .env("WECHAT_DEMO_DELAY_MS", "2000")
-            .env("WECHAT_ACK_DEADLINE_MS", "100")
+            .env("WECHAT_ACK_DEADLINE_MS", "1000")
             .env("WECHAT_JOURNAL_LEASE_MS", "1000")
             .env("RUST_LOG", "info")
             .env_remove("REDIS_URL")
@@ -129,12 +129,25 @@ impl Replica {
     }
 }
 
-/// Sends the burst to `addr`; every callback must be acknowledged with `success`.
+/// Sends the burst to `addr` as WeChat does: a callback answered `503` (the journal could
+/// not store it in time, say while the server warms up) is delivered again, up to three
+/// tries in all. Every callback must end acknowledged with `success`.
 async fn burst(addr: SocketAddr, first_id: u64) {
     let wechat = WeChat::new(addr, TOKEN);
     let answers = futures_util::future::join_all((0..MESSAGES).map(|i| {
         let wechat = &wechat;
-        async move { wechat.deliver(&text_message("durable", first_id + i)).await }
+        async move {
+            let delivery = wechat.delivery(&text_message("durable", first_id + i));
+            let mut answer = wechat.send_delivery(&delivery).await;
+            for _ in 1..3 {
+                if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                answer = wechat.send_delivery(&delivery).await;
+            }
+            answer
+        }
     }))
     .await;
     for answer in answers {

@@ -140,7 +140,9 @@ async fn documented_encrypted_messages_through_the_quick_start() {
         let wechat = start(vector_layer(vector)).await;
         let plaintext = field(vector, "plaintext");
         let encrypted = field(vector, "encrypt");
-        let body = if field(vector, "kind") == "safe_mode_decrypt_compat" {
+        let body = if field(vector, "kind") == "safe_mode_decrypt_json" {
+            field(vector, "body").to_owned() // V16: WeChat's JSON envelope as sent
+        } else if field(vector, "kind") == "safe_mode_decrypt_compat" {
             plaintext.replace(
                 "</xml>",
                 &format!("<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"),
@@ -180,7 +182,10 @@ async fn documented_encrypted_messages_through_the_quick_start() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 4, "V3c, V5, V8 (compatibility mode) and V10a");
+    assert_eq!(
+        checked, 5,
+        "V3c, V5, V8 (compatibility mode), V10a and V16 (JSON)"
+    );
 }
 
 /// Checks an encrypted reply's signature with the vector's token and decrypts it.

@@ -92,7 +92,7 @@ fn documented_plaintexts_parse() {
         let Some(plaintext) = vector.get("plaintext").and_then(Value::as_str) else {
             continue;
         };
-        if !plaintext.contains("<MsgType>") {
+        if !plaintext.contains("<MsgType>") && !plaintext.contains("\"MsgType\"") {
             continue; // V4a's free text and V10b's demo body are neither
         }
         let id = &vector["id"];
@@ -112,7 +112,7 @@ fn documented_plaintexts_parse() {
             replies += 1;
         }
     }
-    assert!(messages >= 4, "only {messages} messages parsed");
+    assert!(messages >= 5, "only {messages} messages parsed");
     assert!(replies >= 2, "only {replies} replies parsed");
 }
 
@@ -164,6 +164,7 @@ mod crypto {
             let (encrypted, expected) = match text(&vector, "kind") {
                 "safe_mode_decrypt"
                 | "safe_mode_decrypt_compat"
+                | "safe_mode_decrypt_json"
                 | "encrypt_deterministic"
                 | "encrypt_reply_deterministic" => {
                     (text(&vector, "encrypt"), text(&vector, "plaintext"))
@@ -177,7 +178,7 @@ mod crypto {
             assert_eq!(decrypted.receive_id, text(&vector, "receive_id"));
             checked += 1;
         }
-        assert_eq!(checked, 11);
+        assert_eq!(checked, 12);
     }
 
     /// With the documented "random" bytes, encryption matches byte for byte.
@@ -234,6 +235,149 @@ mod crypto {
                 text(vector, "nonce")
             )));
         }
+    }
+
+    /// The JSON envelope carries the documented `Encrypt` and `MsgSignature` (the same
+    /// scheme as XML), the timestamp as a number, and reads as JSON.
+    #[test]
+    fn documented_reply_envelopes_in_json() {
+        use tower_wechat::crypto::seal_reply_json_with_random;
+        let mut checked = 0;
+        for vector in vectors()
+            .iter()
+            .filter(|v| v["kind"] == "encrypt_reply_deterministic")
+        {
+            let token = Token::new(text(vector, "token")).unwrap();
+            let envelope = seal_reply_json_with_random(
+                &key(vector),
+                &token,
+                text(vector, "receive_id"),
+                text(vector, "plaintext").as_bytes(),
+                text(vector, "timestamp").parse().unwrap(),
+                text(vector, "nonce"),
+                &random(vector),
+            );
+            let envelope: Value = serde_json::from_str(&envelope).unwrap();
+            assert_eq!(
+                envelope["Encrypt"],
+                text(vector, "encrypt"),
+                "{}",
+                vector["id"]
+            );
+            assert_eq!(envelope["MsgSignature"], text(vector, "msg_signature"));
+            assert_eq!(
+                envelope["TimeStamp"].as_u64().unwrap().to_string(),
+                text(vector, "timestamp")
+            );
+            assert_eq!(envelope["Nonce"], text(vector, "nonce"));
+            checked += 1;
+        }
+        assert_eq!(checked, 2);
+    }
+
+    /// V16, WeChat's official JSON safe-mode sample (pad 19): through VerifyLayer with the
+    /// window off, it verifies (both signatures), decrypts and parses into the same
+    /// `Message` model; a reply to it comes back as a JSON envelope that verifies and opens
+    /// to a JSON reply. A wrong `msg_signature` or a changed `Encrypt` is refused.
+    #[tokio::test]
+    async fn official_json_safe_mode_sample_through_the_layer() {
+        use std::sync::{Arc, Mutex};
+        use tower_wechat::message::{Event, Format, ReplyContent};
+        use tower_wechat::verify::SafeMode;
+
+        let vectors = vectors();
+        let v16 = vectors.iter().find(|v| v["id"] == "V16").unwrap();
+        assert_eq!(text(v16, "kind"), "safe_mode_decrypt_json");
+        let seen: Arc<Mutex<Vec<Message>>> = Arc::default();
+        let record = seen.clone();
+        let layer = VerifyLayer::new(token(v16).unwrap())
+            .disable_timestamp_window()
+            .safe_mode(SafeMode::new(key(v16), text(v16, "receive_id")));
+        let router = Router::new()
+            .route(
+                "/wechat",
+                post(move |message: Message| async move {
+                    record.lock().unwrap().push(message.clone());
+                    message.reply(ReplyContent::text("收到"))
+                }),
+            )
+            .layer(layer);
+        let addr = common::serve(router).await;
+        let wechat = common::WeChat::new(addr, text(v16, "token"));
+        let query = |msg_signature: &str| {
+            format!(
+                "/wechat?signature={}&timestamp={}&nonce={}&msg_signature={msg_signature}&encrypt_type=aes",
+                text(v16, "signature"),
+                text(v16, "timestamp"),
+                text(v16, "nonce"),
+            )
+        };
+        let answer = wechat
+            .send(
+                http::Method::POST,
+                &query(text(v16, "msg_signature")),
+                text(v16, "body").to_owned(),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        assert_eq!(
+            answer.headers[http::header::CONTENT_TYPE],
+            "application/json; charset=utf-8"
+        );
+
+        let message = seen.lock().unwrap().pop().expect("the handler ran");
+        assert_eq!(message.format, Format::Json);
+        assert_eq!(message.to_user_name, "gh_97417a04a28d");
+        assert_eq!(message.from_user_name, "o9AgO5Kd5ggOC-bXrbNODIiE3bGY");
+        assert_eq!(message.create_time, 1_714_112_445);
+        assert!(
+            matches!(message.event(), Some(Event::Unknown { event, .. }) if event == "debug_demo")
+        );
+        assert_eq!(message.field("debug_str"), Some("hello world"));
+        assert_eq!(
+            Message::parse(text(v16, "plaintext").as_bytes()).unwrap(),
+            message
+        );
+
+        // The reply: a JSON envelope, signed with the token, holding a JSON reply.
+        let envelope: Value = serde_json::from_str(&answer.body).unwrap();
+        let encrypt = envelope["Encrypt"].as_str().unwrap();
+        let timestamp = envelope["TimeStamp"].as_u64().unwrap().to_string();
+        let nonce = envelope["Nonce"].as_str().unwrap();
+        let signed = Signature::message(&token(v16).unwrap(), &timestamp, nonce, encrypt);
+        let documented = Signature::from_hex(envelope["MsgSignature"].as_str().unwrap()).unwrap();
+        assert!(signed.verify(&documented));
+        let opened = decrypt(&key(v16), encrypt).unwrap();
+        assert_eq!(opened.receive_id, text(v16, "receive_id"));
+        let reply: Value = serde_json::from_slice(&opened.message).unwrap();
+        assert_eq!(reply["ToUserName"], "o9AgO5Kd5ggOC-bXrbNODIiE3bGY");
+        assert_eq!(reply["FromUserName"], "gh_97417a04a28d");
+        assert_eq!(reply["Content"], "收到");
+        let parsed = Reply::parse(&opened.message).unwrap();
+        assert_eq!(parsed.format(), Some(Format::Json));
+
+        // A wrong msg_signature: refused, the handler not run.
+        let wrong = "0".repeat(40);
+        let answer = wechat
+            .send(
+                http::Method::POST,
+                &query(&wrong),
+                text(v16, "body").to_owned(),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert_eq!(answer.body, "msg_signature does not match");
+        // The Encrypt changed (its signature no longer covers it).
+        let tampered = text(v16, "body").replacen("+qdx", "+qdy", 1);
+        let answer = wechat
+            .send(
+                http::Method::POST,
+                &query(text(v16, "msg_signature")),
+                tampered,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        assert!(seen.lock().unwrap().is_empty());
     }
 
     /// V4b's note: with token 12345 instead of pamtest the msg_signature check must fail.

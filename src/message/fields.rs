@@ -90,6 +90,8 @@ pub(crate) fn leaf_fields(xml: &[u8]) -> Result<Vec<Option<Field<'_>>>, ParseErr
                     just_opened = false;
                 }
             },
+            // Whitespace after a child element (pretty-printed XML) is not the parent's text.
+            Event::Text(raw) if !just_opened && raw.iter().all(u8::is_ascii_whitespace) => {}
             Event::Text(raw) => {
                 if root == Root::Inside && !open.is_empty() {
                     let piece = match slice_of(xml, &raw)? {

@@ -3,24 +3,34 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use super::fields::{Fields, leaf_fields};
+use super::events::{
+    self, BatchJob, ContactChange, ExternalChatChange, ExternalContactChange, ExternalTagChange,
+    SubscribeChange, SubscribePopup, SubscribeSent, TemplateCardEvent,
+};
+use super::fields::{Field, Fields, leaf_fields};
+use super::format::Format;
 use super::reply::{Reply, ReplyContent};
-use super::{ParseError, mask_openid};
+use super::{ParseError, json, mask_openid};
 use crate::clock::unix_now;
 
-/// A message or event pushed to the callback URL.
+/// A message or event pushed to the callback URL, as XML or as JSON: both parse into this one
+/// model (see [`Format`]).
 ///
 /// Fields that the typed model does not name are kept in [`extra`](Self::extra), in document
 /// order, so nothing WeChat sends is lost: unknown message and event types carry all their
 /// fields there. Nested elements are named by their path below the root
-/// (`ScanCodeInfo/ScanType`).
+/// (`ScanCodeInfo/ScanType`); in JSON, nested objects the same way (`{"ScanCodeInfo":
+/// {"ScanType": …}}` is `ScanCodeInfo/ScanType`) and each item of an array under the array's
+/// own path, as a repeated XML element would be (see the [`message`](super) module docs).
 ///
 /// `Debug` masks the sender's openid.
 #[derive(Clone, PartialEq)]
 pub struct Message {
     /// The account that received the message (`ToUserName`, the original id `gh_…`).
     pub to_user_name: String,
-    /// The sender (`FromUserName`, an openid).
+    /// The sender (`FromUserName`, an openid; `sys` for WeCom's system events). Empty for
+    /// `InfoType` pushes and for the events that name no sender (WeCom customer service's
+    /// `kf_msg_or_event`).
     pub from_user_name: String,
     /// `CreateTime`, Unix seconds.
     pub create_time: u64,
@@ -30,6 +40,10 @@ pub struct Message {
     pub kind: MessageKind,
     /// Every field not mapped to a typed field, as `(path, text)`.
     pub extra: Vec<(String, String)>,
+    /// The format it came in; [`reply`](Self::reply) answers in the same one.
+    pub format: Format,
+    /// A digest of every field as received, for callbacks without a `MsgId`.
+    fingerprint: Option<u64>,
 }
 
 /// The kinds of message WeChat documents, with their fields.
@@ -105,6 +119,18 @@ pub enum MessageKind {
     Info {
         /// The `InfoType` as sent.
         info_type: String,
+    },
+    /// A WeCom third-party suite's `InfoType=change_contact` push: a contact change in a
+    /// corp that authorised the suite. Like [`Info`](Self::Info) it has no
+    /// `ToUserName`/`FromUserName`; `TimeStamp` is the message's
+    /// [`create_time`](Message::create_time).
+    SuiteChangeContact {
+        /// `SuiteId`.
+        suite_id: String,
+        /// `AuthCorpId`: the corp the change happened in.
+        auth_corp_id: String,
+        /// What changed, by `ChangeType`.
+        change: ContactChange,
     },
 }
 
@@ -238,6 +264,50 @@ pub enum Event {
         /// `ErrorCount`.
         error_count: u64,
     },
+    /// `subscribe_msg_popup_event`: the user answered a subscribe-message pop-up, one item
+    /// per template. (JSON sends `List` as an object for one item and an array for several;
+    /// both are read.)
+    SubscribeMsgPopup {
+        /// Each `List` item.
+        list: Vec<SubscribePopup>,
+    },
+    /// `subscribe_msg_change_event`: the user changed subscriptions in the settings.
+    SubscribeMsgChange {
+        /// Each `List` item.
+        list: Vec<SubscribeChange>,
+    },
+    /// `subscribe_msg_sent_event`: the outcome of subscribe messages sent.
+    SubscribeMsgSent {
+        /// Each `List` item.
+        list: Vec<SubscribeSent>,
+    },
+    /// WeCom `change_contact`: a member, department or tag changed (sent by `sys`).
+    ChangeContact(ContactChange),
+    /// WeCom `change_external_contact`: a customer changed.
+    ChangeExternalContact(ExternalContactChange),
+    /// WeCom `change_external_chat`: a customer group changed.
+    ChangeExternalChat(ExternalChatChange),
+    /// WeCom `change_external_tag`: a customer tag changed.
+    ChangeExternalTag(ExternalTagChange),
+    /// WeCom `batch_job_result`: an asynchronous job finished.
+    BatchJobResult(BatchJob),
+    /// WeCom `enter_agent`: a member opened the app.
+    EnterAgent {
+        /// `EventKey` (usually empty).
+        event_key: Option<String>,
+        /// `AgentID`: the app.
+        agent_id: Option<String>,
+    },
+    /// WeCom `template_card_event`: a template card was used.
+    TemplateCardEvent(TemplateCardEvent),
+    /// WeCom customer service (微信客服) `kf_msg_or_event`: new messages or events wait to be
+    /// fetched with `kf/sync_msg`.
+    KfMsgOrEvent {
+        /// `Token`: pass it to `kf/sync_msg` (valid 10 minutes).
+        token: String,
+        /// `OpenKfId`: the customer-service account.
+        open_kf_id: Option<String>,
+    },
     /// An `Event` this crate does not know; its fields are in [`Message::extra`].
     Unknown {
         /// The `Event` as sent.
@@ -248,22 +318,51 @@ pub enum Event {
 }
 
 impl Message {
-    /// Parses a callback body (plaintext XML) in one pass.
+    /// Parses a callback body (plaintext XML or JSON) in one pass.
     ///
-    /// `MsgType` and `Event` are matched ignoring ASCII case. A missing header field or a
-    /// documented field of a known type that is absent or malformed is an error; an unknown
-    /// type never is.
-    pub fn parse(xml: &[u8]) -> Result<Self, ParseError> {
-        let mut fields = Fields::new(leaf_fields(xml)?);
+    /// The format is told by the body's first byte that is not whitespace (`{`: JSON; see
+    /// [`Format::detect`]), never by a header. Both formats give the same model, with the
+    /// same bounds (see [`ParseError`]). `MsgType` and `Event` are matched ignoring ASCII
+    /// case. A missing header field or a documented field of a known type that is absent or
+    /// malformed is an error; an unknown type never is.
+    ///
+    /// ```
+    /// use tower_wechat::message::{Format, Message, MessageKind};
+    ///
+    /// let json = br#"{"ToUserName":"gh_1","FromUserName":"oUser","CreateTime":1714112445,
+    ///     "MsgType":"text","Content":"hi","MsgId":42}"#;
+    /// let message = Message::parse(json).unwrap();
+    /// assert_eq!(message.format, Format::Json);
+    /// assert_eq!(message.kind, MessageKind::Text { content: "hi".into() });
+    /// ```
+    pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
+        let format = Format::detect(body);
+        let leaves = match format {
+            Format::Xml => leaf_fields(body)?,
+            Format::Json => json::leaf_fields(body)?,
+        };
+        Self::from_leaves(leaves, format)
+    }
+
+    fn from_leaves(leaves: Vec<Option<Field<'_>>>, format: Format) -> Result<Self, ParseError> {
+        let fingerprint = fingerprint(&leaves);
+        let mut fields = Fields::new(leaves);
         if !fields.has("MsgType")
             && let Some(info_type) = fields.optional("InfoType")
         {
-            return Self::info(info_type, fields);
+            return Self::info(info_type, fields, format, fingerprint);
         }
         let to_user_name = fields.required("ToUserName")?;
-        let from_user_name = fields.required("FromUserName")?;
+        let from_user_name = fields.optional("FromUserName");
         let create_time = fields.number("CreateTime")?;
         let msg_type = fields.required_text("MsgType")?;
+        // System events may name no sender (WeCom customer service's `kf_msg_or_event`);
+        // messages always do.
+        let from_user_name = match from_user_name {
+            Some(from) => from,
+            None if msg_type.eq_ignore_ascii_case("event") => String::new(),
+            None => return Err(ParseError::MissingField("FromUserName")),
+        };
         let msg_id = fields.optional_number("MsgId")?;
         let kind = MessageKind::from_fields(msg_type, &mut fields)?;
         Ok(Self {
@@ -273,23 +372,66 @@ impl Message {
             msg_id,
             kind,
             extra: fields.into_extra(),
+            format,
+            fingerprint,
         })
     }
 
     /// An `InfoType` push: no header but a time (`CreateTime`, or WeCom's `TimeStamp`).
-    fn info(info_type: String, mut fields: Fields<'_>) -> Result<Self, ParseError> {
+    fn info(
+        info_type: String,
+        mut fields: Fields<'_>,
+        format: Format,
+        fingerprint: Option<u64>,
+    ) -> Result<Self, ParseError> {
         let create_time = match fields.optional_number("CreateTime")? {
             Some(time) => time,
             None => fields.optional_number("TimeStamp")?.unwrap_or(0),
+        };
+        let kind = if info_type == "change_contact" && fields.has("ChangeType") {
+            MessageKind::SuiteChangeContact {
+                suite_id: fields.optional("SuiteId").unwrap_or_default(),
+                auth_corp_id: fields.optional("AuthCorpId").unwrap_or_default(),
+                change: events::contact_change(&mut fields)?,
+            }
+        } else {
+            MessageKind::Info { info_type }
         };
         Ok(Self {
             to_user_name: fields.optional("ToUserName").unwrap_or_default(),
             from_user_name: fields.optional("FromUserName").unwrap_or_default(),
             create_time,
             msg_id: None,
-            kind: MessageKind::Info { info_type },
+            kind,
             extra: fields.into_extra(),
+            format,
+            fingerprint,
         })
+    }
+
+    /// A 64-bit digest of every field of the callback as it was received (each path and
+    /// text, in document order), for callbacks without a `MsgId` (events, `InfoType`
+    /// pushes); `None` for messages with one. WeChat's retries of a callback carry the same
+    /// fields, so they have the same fingerprint; two distinct events differ in some field,
+    /// so their fingerprints differ (barring a 64-bit collision). It is what
+    /// `tower_wechat::dedup::default_key` uses to tell events apart; it depends on
+    /// the format and is stable for a given version of this crate.
+    ///
+    /// ```
+    /// use tower_wechat::message::Message;
+    ///
+    /// let event = |user: &str| format!("<xml><ToUserName>ww1</ToUserName>\
+    ///     <FromUserName>sys</FromUserName><CreateTime>1403610513</CreateTime>\
+    ///     <MsgType>event</MsgType><Event>change_contact</Event>\
+    ///     <ChangeType>delete_user</ChangeType><UserID>{user}</UserID></xml>");
+    /// let a = Message::parse(event("zhangsan").as_bytes()).unwrap();
+    /// let again = Message::parse(event("zhangsan").as_bytes()).unwrap();
+    /// let b = Message::parse(event("lisi").as_bytes()).unwrap();
+    /// assert_eq!(a.fingerprint(), again.fingerprint());
+    /// assert_ne!(a.fingerprint(), b.fingerprint());
+    /// ```
+    pub fn fingerprint(&self) -> Option<u64> {
+        self.fingerprint
     }
 
     /// The `MsgType`: `"text"`, `"event"`…, or the raw value of an unknown type (`""` for an
@@ -314,7 +456,8 @@ impl Message {
             .map(|(_, value)| value.as_str())
     }
 
-    /// A passive reply to this message: sender and receiver swapped, `CreateTime` now.
+    /// A passive reply to this message: sender and receiver swapped, `CreateTime` now, in
+    /// the message's [`format`](Self::format) (XML to an XML callback, JSON to a JSON one).
     pub fn reply(&self, content: ReplyContent) -> Reply {
         Reply::new(
             self.from_user_name.clone(),
@@ -322,6 +465,7 @@ impl Message {
             unix_now(),
             content,
         )
+        .with_format(self.format)
     }
 }
 
@@ -334,6 +478,7 @@ impl fmt::Debug for Message {
             .field("msg_id", &self.msg_id)
             .field("kind", &self.kind)
             .field("extra", &self.extra)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -392,7 +537,7 @@ impl MessageKind {
             Self::Link { .. } => "link",
             Self::Event(_) => "event",
             Self::Unknown { msg_type } => msg_type,
-            Self::Info { .. } => "",
+            Self::Info { .. } | Self::SuiteChangeContact { .. } => "",
         }
     }
 }
@@ -400,7 +545,7 @@ impl MessageKind {
 impl Event {
     fn from_fields(fields: &mut Fields<'_>) -> Result<Self, ParseError> {
         let event = fields.required_text("Event")?;
-        let event = match lowercase(&event, &mut [0; 24]) {
+        let event = match lowercase(&event, &mut [0; 32]) {
             "subscribe" => Self::Subscribe {
                 event_key: fields.optional("EventKey").filter(|key| !key.is_empty()),
                 ticket: fields
@@ -490,6 +635,40 @@ impl Event {
                 sent_count: fields.number("SentCount")?,
                 error_count: fields.number("ErrorCount")?,
             },
+            "subscribe_msg_popup_event" => Self::SubscribeMsgPopup {
+                list: events::subscribe_list(fields, events::SUBSCRIBE_POPUP)
+                    .into_iter()
+                    .map(events::popup)
+                    .collect::<Result<_, _>>()?,
+            },
+            "subscribe_msg_change_event" => Self::SubscribeMsgChange {
+                list: events::subscribe_list(fields, events::SUBSCRIBE_CHANGE)
+                    .into_iter()
+                    .map(events::change)
+                    .collect::<Result<_, _>>()?,
+            },
+            "subscribe_msg_sent_event" => Self::SubscribeMsgSent {
+                list: events::subscribe_list(fields, events::SUBSCRIBE_SENT)
+                    .into_iter()
+                    .map(events::sent)
+                    .collect::<Result<_, _>>()?,
+            },
+            "change_contact" => Self::ChangeContact(events::contact_change(fields)?),
+            "change_external_contact" => {
+                Self::ChangeExternalContact(events::external_contact(fields)?)
+            }
+            "change_external_chat" => Self::ChangeExternalChat(events::external_chat(fields)?),
+            "change_external_tag" => Self::ChangeExternalTag(events::external_tag(fields)?),
+            "batch_job_result" => Self::BatchJobResult(events::batch_job(fields)?),
+            "enter_agent" => Self::EnterAgent {
+                event_key: fields.optional("EventKey"),
+                agent_id: fields.optional("AgentID"),
+            },
+            "template_card_event" => Self::TemplateCardEvent(events::template_card(fields)?),
+            "kf_msg_or_event" => Self::KfMsgOrEvent {
+                token: fields.required("Token")?,
+                open_kf_id: fields.optional("OpenKfId"),
+            },
             _ => Self::Unknown {
                 event_key: fields.optional("EventKey"),
                 event: event.into_owned(),
@@ -517,6 +696,17 @@ impl Event {
             Self::ViewMiniprogram { .. } => "view_miniprogram",
             Self::TemplateSendJobFinish { .. } => "TEMPLATESENDJOBFINISH",
             Self::MassSendJobFinish { .. } => "MASSSENDJOBFINISH",
+            Self::SubscribeMsgPopup { .. } => "subscribe_msg_popup_event",
+            Self::SubscribeMsgChange { .. } => "subscribe_msg_change_event",
+            Self::SubscribeMsgSent { .. } => "subscribe_msg_sent_event",
+            Self::ChangeContact(_) => "change_contact",
+            Self::ChangeExternalContact(_) => "change_external_contact",
+            Self::ChangeExternalChat(_) => "change_external_chat",
+            Self::ChangeExternalTag(_) => "change_external_tag",
+            Self::BatchJobResult(_) => "batch_job_result",
+            Self::EnterAgent { .. } => "enter_agent",
+            Self::TemplateCardEvent(_) => "template_card_event",
+            Self::KfMsgOrEvent { .. } => "kf_msg_or_event",
             Self::Unknown { event, .. } => event,
         }
     }
@@ -533,6 +723,28 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// The digest behind [`Message::fingerprint`]: SHA-1 over each field's path and text, each
+/// length-prefixed (so no two field lists encode alike), cut to 64 bits; only for callbacks
+/// without a top-level `MsgId` (a message's `MsgId` already identifies it).
+fn fingerprint(leaves: &[Option<Field<'_>>]) -> Option<u64> {
+    use sha1::{Digest, Sha1};
+    let fields = || leaves.iter().flatten();
+    if fields().any(|field| field.path == "MsgId") {
+        return None;
+    }
+    let mut hasher = Sha1::new();
+    for field in fields() {
+        for part in [field.path.as_bytes(), field.value.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
+    let digest = hasher.finalize();
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    Some(u64::from_be_bytes(head))
 }
 
 /// `text` in ASCII lower case, in `buffer` (no allocation); `""` if it does not fit, which

@@ -1,8 +1,44 @@
-//! WeChat's XML messages: parse what WeChat pushes, write passive replies.
+//! WeChat's messages, XML and JSON: parse what WeChat pushes, write passive replies.
 //!
-//! Pure data and pure functions, no tower types: [`Message::parse`] walks the body once
-//! with quick-xml's pull parser (no serde), and [`Reply::to_xml`] writes WeChat's reply
-//! shapes directly into a string.
+//! Pure data and pure functions, no tower types: [`Message::parse`] walks the body once —
+//! XML with quick-xml's pull parser, JSON with serde_json (see [`Format`]) — into one model,
+//! and [`Reply::to_xml`] / [`Reply::to_json`] write WeChat's reply shapes directly into a
+//! string. A reply made with [`Message::reply`] has the message's format.
+//!
+//! # JSON
+//!
+//! Mini Programs, mini games, the open platform and the stores can push JSON. A JSON body is
+//! one object; it is flattened into the same `(path, text)` fields as XML, so the typed model
+//! and [`Message::extra`] look the same whichever format was configured:
+//!
+//! - nested objects give paths joined with `/` (`{"ScanCodeInfo":{"ScanType":"qrcode"}}` is
+//!   the field `ScanCodeInfo/ScanType`);
+//! - an array is a repeated element: each item keeps the array's path
+//!   (`{"List":[{"TemplateId":"a"},{"TemplateId":"b"}]}` is two `List/TemplateId` fields),
+//!   and an array of objects reads like repeated XML elements, so WeChat's habit of sending
+//!   `List` as an object for one item and an array for several makes no difference;
+//! - strings are their text, integers their decimal digits (all of them: 19-digit order ids
+//!   are exact), other numbers their shortest exact form, `true`/`false` as such, `null`
+//!   and an empty object or array as empty text.
+//!
+//! Bounds are the XML parser's: at most 8 nested objects/arrays below the root, 2 048
+//! values, keys of at most 64 bytes (not empty, without `/`); the body size is capped by
+//! [`VerifyLayer::body_limit`](crate::VerifyLayer::body_limit).
+//!
+//! ```
+//! use tower_wechat::message::{Event, Format, Message, ReplyContent};
+//!
+//! let json = br#"{"ToUserName":"gh_123","FromUserName":"oUser","CreateTime":"1620973045",
+//!     "MsgType":"event","Event":"subscribe_msg_popup_event",
+//!     "List":{"TemplateId":"tpl-1","SubscribeStatusString":"accept","PopupScene":"0"}}"#;
+//! let message = Message::parse(json).unwrap();
+//! let Some(Event::SubscribeMsgPopup { list }) = message.event() else { panic!() };
+//! assert_eq!(list[0].template_id, "tpl-1");
+//!
+//! let reply = message.reply(ReplyContent::text("thanks"));
+//! assert_eq!(reply.format(), Some(Format::Json));
+//! assert!(reply.to_json().contains(r#""Content":"thanks""#));
+//! ```
 //!
 //! ```
 //! use tower_wechat::message::{Message, MessageKind, ReplyContent};
@@ -21,23 +57,43 @@
 //! ```
 
 mod error;
+mod events;
 mod fields;
+mod format;
 mod incoming;
+mod json;
 mod query;
 mod reply;
 
 pub use error::ParseError;
+pub use events::{
+    BatchJob, ContactChange, ContactParty, ContactTag, ContactUser, ExternalChatChange,
+    ExternalContactChange, ExternalTagChange, SelectedItem, SubscribeChange, SubscribePopup,
+    SubscribeSent, TemplateCardEvent,
+};
+pub use format::Format;
 pub use incoming::{Event, Message, MessageKind};
 pub use query::CallbackQuery;
 pub use reply::{Article, Music, News, Reply, ReplyContent, ReplyError};
 
-/// The top-level `<Encrypt>` of a safe-mode body, if it has one.
-pub(crate) fn encrypt_field(xml: &[u8]) -> Result<Option<String>, ParseError> {
-    Ok(fields::leaf_fields(xml)?
+/// The top-level `Encrypt` of a safe-mode body (`<Encrypt>` in XML, `"Encrypt"` in JSON),
+/// if it has one.
+pub(crate) fn encrypt_field(body: &[u8]) -> Result<Option<String>, ParseError> {
+    let leaves = match Format::detect(body) {
+        Format::Xml => fields::leaf_fields(body)?,
+        Format::Json => json::leaf_fields(body)?,
+    };
+    Ok(leaves
         .into_iter()
         .flatten()
         .find(|field| field.path == "Encrypt")
         .map(|field| field.value.into_owned()))
+}
+
+/// Appends `text` as a JSON string literal.
+#[cfg_attr(not(feature = "crypto"), allow(dead_code))]
+pub(crate) fn push_json_string(out: &mut String, text: &str) {
+    json::push_string(out, text);
 }
 
 /// An openid shortened for logs: its first 4 and last 2 characters.
@@ -51,5 +107,7 @@ pub(crate) fn mask_openid(openid: &str) -> String {
     format!("{head}****{tail}")
 }
 
+#[cfg(test)]
+mod official;
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! [`Reply`]: a passive reply, written as WeChat's reply XML.
+//! [`Reply`]: a passive reply, written as WeChat's reply XML or JSON.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -10,9 +10,17 @@ use http_body_util::Full;
 use super::ParseError;
 use super::fields::Fields;
 use super::fields::leaf_fields;
+use super::format::Format;
+use super::json;
 
 /// A passive reply: a message sent back in the HTTP response, or the plain `success` ack that
 /// tells WeChat the callback was handled and nothing is sent to the user.
+///
+/// A reply message has a [`Format`]: [`Message::reply`](super::Message::reply) gives it the
+/// callback's, so a handler answers JSON callbacks in JSON without knowing it; `success` has
+/// none (it is the same bare word in both). [`VerifyLayer`](crate::VerifyLayer) also makes
+/// sure the answer to a JSON callback goes out as JSON (and in safe mode, sealed in the
+/// envelope of the callback's format).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply(Inner);
 
@@ -24,6 +32,7 @@ enum Inner {
         from_user_name: String,
         create_time: u64,
         content: ReplyContent,
+        format: Format,
     },
 }
 
@@ -217,8 +226,10 @@ impl Reply {
         Self(Inner::Success)
     }
 
-    /// A reply from `from_user_name` (the account) to `to_user_name` (the user). Usually
-    /// built with [`Message::reply`](super::Message::reply), which fills these in.
+    /// A reply from `from_user_name` (the account) to `to_user_name` (the user), in XML
+    /// (see [`with_format`](Self::with_format)). Usually built with
+    /// [`Message::reply`](super::Message::reply), which fills these in and takes the
+    /// message's format.
     pub fn new(
         to_user_name: impl Into<String>,
         from_user_name: impl Into<String>,
@@ -230,7 +241,37 @@ impl Reply {
             from_user_name: from_user_name.into(),
             create_time,
             content,
+            format: Format::Xml,
         })
+    }
+
+    /// The same reply in `format`; `success` stays as it is.
+    ///
+    /// ```
+    /// use tower_wechat::message::{Format, Reply, ReplyContent};
+    ///
+    /// let reply = Reply::new("oUser", "gh_1", 1, ReplyContent::text("hi")).with_format(Format::Json);
+    /// assert_eq!(reply.content_type(), "application/json; charset=utf-8");
+    /// assert_eq!(
+    ///     reply.to_bytes(),
+    ///     r#"{"ToUserName":"oUser","FromUserName":"gh_1","CreateTime":1,"MsgType":"text","Content":"hi"}"#
+    /// );
+    /// assert_eq!(Reply::success().with_format(Format::Json).to_bytes(), "success");
+    /// ```
+    #[must_use]
+    pub fn with_format(mut self, format: Format) -> Self {
+        if let Inner::Message { format: slot, .. } = &mut self.0 {
+            *slot = format;
+        }
+        self
+    }
+
+    /// The reply's format; `None` for `success`.
+    pub fn format(&self) -> Option<Format> {
+        match &self.0 {
+            Inner::Success => None,
+            Inner::Message { format, .. } => Some(*format),
+        }
     }
 
     /// Whether this is the plain `success` ack.
@@ -270,11 +311,12 @@ impl Reply {
         }
     }
 
-    /// The `Content-Type` of the body.
+    /// The `Content-Type` of the body: by its [`format`](Self::format), `text/plain` for
+    /// `success`.
     pub fn content_type(&self) -> &'static str {
         match self.0 {
             Inner::Success => "text/plain; charset=utf-8",
-            Inner::Message { .. } => "application/xml; charset=utf-8",
+            Inner::Message { format, .. } => format.content_type(),
         }
     }
 
@@ -290,6 +332,7 @@ impl Reply {
             from_user_name,
             create_time,
             content,
+            ..
         } = &self.0
         else {
             return "success".to_owned();
@@ -357,23 +400,120 @@ impl Reply {
         xml.0
     }
 
-    /// [`to_xml`](Self::to_xml) as bytes.
+    /// The body in JSON, WeChat's JSON reply shape: the XML shape's elements as keys, in
+    /// the same order, `CreateTime` and `ArticleCount` as numbers, each wrapping element
+    /// (`Image`, `Music`, `TransInfo`…) an object, and the news articles an array of
+    /// objects (`"Articles":[{"Title":…}]`); `success` for the ack. Strings are escaped as
+    /// JSON requires (control characters, `"` and `\` included), so any text round-trips.
+    pub fn to_json(&self) -> String {
+        let Inner::Message {
+            to_user_name,
+            from_user_name,
+            create_time,
+            content,
+            ..
+        } = &self.0
+        else {
+            return "success".to_owned();
+        };
+        let mut out = JsonWriter::with_capacity(256);
+        out.open();
+        out.string("ToUserName", to_user_name);
+        out.string("FromUserName", from_user_name);
+        out.number("CreateTime", *create_time);
+        out.string("MsgType", content.msg_type());
+        match content {
+            ReplyContent::Text { content } => out.string("Content", content),
+            ReplyContent::Image { media_id } => {
+                out.object("Image");
+                out.string("MediaId", media_id);
+                out.close();
+            }
+            ReplyContent::Voice { media_id } => {
+                out.object("Voice");
+                out.string("MediaId", media_id);
+                out.close();
+            }
+            ReplyContent::Video {
+                media_id,
+                title,
+                description,
+            } => {
+                out.object("Video");
+                out.string("MediaId", media_id);
+                out.optional("Title", title.as_deref());
+                out.optional("Description", description.as_deref());
+                out.close();
+            }
+            ReplyContent::Music(music) => {
+                out.object("Music");
+                out.optional("Title", music.title.as_deref());
+                out.optional("Description", music.description.as_deref());
+                out.optional("MusicUrl", music.music_url.as_deref());
+                out.optional("HQMusicUrl", music.hq_music_url.as_deref());
+                out.string("ThumbMediaId", &music.thumb_media_id);
+                out.close();
+            }
+            ReplyContent::News(news) => {
+                out.number("ArticleCount", news.articles().len() as u64);
+                out.key("Articles");
+                out.0.push('[');
+                for (index, article) in news.articles().iter().enumerate() {
+                    if index > 0 {
+                        out.0.push(',');
+                    }
+                    out.open();
+                    out.string("Title", &article.title);
+                    out.string("Description", &article.description);
+                    out.string("PicUrl", &article.pic_url);
+                    out.string("Url", &article.url);
+                    out.close();
+                }
+                out.0.push(']');
+            }
+            ReplyContent::TransferCustomerService { kf_account } => {
+                if let Some(kf_account) = kf_account {
+                    out.object("TransInfo");
+                    out.string("KfAccount", kf_account);
+                    out.close();
+                }
+            }
+        }
+        out.close();
+        out.0
+    }
+
+    /// The body in the reply's format ([`to_xml`](Self::to_xml) or
+    /// [`to_json`](Self::to_json)) as bytes; `success` for the ack.
     pub fn to_bytes(&self) -> Bytes {
         match self.0 {
             Inner::Success => Bytes::from_static(b"success"),
-            Inner::Message { .. } => Bytes::from(self.to_xml()),
+            Inner::Message {
+                format: Format::Xml,
+                ..
+            } => Bytes::from(self.to_xml()),
+            Inner::Message {
+                format: Format::Json,
+                ..
+            } => Bytes::from(self.to_json()),
         }
     }
 
-    /// Parses a passive reply: what [`to_xml`](Self::to_xml) writes, `success`, or an
-    /// empty body (which WeChat treats like `success`). For tests and for clients that
-    /// check what a server answered.
+    /// Parses a passive reply: what [`to_xml`](Self::to_xml) or [`to_json`](Self::to_json)
+    /// writes (told apart like callbacks, by the first byte that is not whitespace),
+    /// `success`, or an empty body (which WeChat treats like `success`). For tests and for
+    /// clients that check what a server answered.
     pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
         let trimmed = body.trim_ascii();
         if trimmed.is_empty() || trimmed == b"success" {
             return Ok(Self::success());
         }
-        let mut fields = Fields::new(leaf_fields(body)?);
+        let format = Format::detect(body);
+        let leaves = match format {
+            Format::Xml => leaf_fields(body)?,
+            Format::Json => json::leaf_fields(body)?,
+        };
+        let mut fields = Fields::new(leaves);
         let to_user_name = fields.required("ToUserName")?;
         let from_user_name = fields.required("FromUserName")?;
         let create_time = fields.number("CreateTime")?;
@@ -395,8 +535,9 @@ impl Reply {
                 thumb_media_id: fields.required("Music/ThumbMediaId")?,
             }),
             "news" => {
-                let articles = fields
-                    .groups("Articles/item/")
+                let mut groups = fields.groups("Articles/item/");
+                groups.extend(fields.groups("Articles/"));
+                let articles = groups
                     .into_iter()
                     .map(|group| {
                         let mut article = Article::default();
@@ -420,12 +561,7 @@ impl Reply {
             },
             _ => return Err(ParseError::InvalidField("MsgType")),
         };
-        Ok(Self::new(
-            to_user_name,
-            from_user_name,
-            create_time,
-            content,
-        ))
+        Ok(Self::new(to_user_name, from_user_name, create_time, content).with_format(format))
     }
 }
 
@@ -438,6 +574,53 @@ impl From<Reply> for Response<Full<Bytes>> {
             .headers_mut()
             .insert(header::CONTENT_TYPE, content_type);
         response
+    }
+}
+
+/// Appends WeChat-shaped JSON to a string: `open`/`object` start an object, `close` ends
+/// it, and the comma before a member is written when the object already has one.
+struct JsonWriter(String);
+
+impl JsonWriter {
+    fn with_capacity(capacity: usize) -> Self {
+        Self(String::with_capacity(capacity))
+    }
+
+    fn open(&mut self) {
+        self.0.push('{');
+    }
+
+    fn close(&mut self) {
+        self.0.push('}');
+    }
+
+    fn key(&mut self, name: &str) {
+        if !self.0.ends_with(['{', '[']) {
+            self.0.push(',');
+        }
+        json::push_string(&mut self.0, name);
+        self.0.push(':');
+    }
+
+    fn object(&mut self, name: &str) {
+        self.key(name);
+        self.open();
+    }
+
+    fn string(&mut self, name: &str, value: &str) {
+        self.key(name);
+        json::push_string(&mut self.0, value);
+    }
+
+    fn optional(&mut self, name: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.string(name, value);
+        }
+    }
+
+    fn number(&mut self, name: &str, value: u64) {
+        self.key(name);
+        let _ = write!(self.0, "{value}");
     }
 }
 

@@ -70,7 +70,7 @@ impl MsgType {
             MessageKind::Location { .. } => Self::Location,
             MessageKind::Link { .. } => Self::Link,
             MessageKind::Event(_) => Self::Event,
-            MessageKind::Info { .. } => Self::Info,
+            MessageKind::Info { .. } | MessageKind::SuiteChangeContact { .. } => Self::Info,
             MessageKind::Unknown { .. } => Self::Other,
         }
     }

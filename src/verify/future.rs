@@ -1,5 +1,6 @@
 //! [`ResponseFuture`]: reads the body, calls the inner service, and in safe mode encrypts
-//! the reply.
+//! the reply (in the envelope of the callback's format); a reply to a JSON callback goes out
+//! as JSON.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,7 +15,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use pin_project::pin_project;
 use tower_service::Service;
 
-use crate::message::{Message, ParseError, encrypt_field};
+use crate::message::{Format, Message, ParseError, Reply, encrypt_field};
 
 use super::deadline::BodyDeadline;
 use super::rejection::Rejection;
@@ -60,19 +61,29 @@ where
         deadline: BodyDeadline,
         next: Option<Next<S>>,
     },
-    /// Waiting for the inner service; `seal` in safe mode.
+    /// Waiting for the inner service; `outgoing` when its reply must be read (safe mode, or
+    /// a JSON callback).
     Calling {
         #[pin]
         future: S::Future,
-        seal: Option<Arc<Shared>>,
+        outgoing: Option<Outgoing>,
     },
-    /// Safe mode: reading the reply to encrypt it.
+    /// Reading the reply to encrypt it, or to make it the callback's format.
     Sealing {
         #[pin]
         body: CollectReply<ResBody>,
         parts: Option<response::Parts>,
-        shared: Arc<Shared>,
+        outgoing: Outgoing,
     },
+}
+
+/// What becomes of a reply on its way out.
+struct Outgoing {
+    shared: Arc<Shared>,
+    /// The callback's format, which its answer takes.
+    format: Format,
+    /// The callback came encrypted: the answer is sealed.
+    encrypt: bool,
 }
 
 /// The body-read deadline passed.
@@ -87,10 +98,10 @@ impl std::fmt::Display for BodyTimedOut {
 
 impl std::error::Error for BodyTimedOut {}
 
-/// The inner call under way, and the settings to seal its reply with in safe mode.
+/// The inner call under way, and what becomes of its reply.
 type Called<S> = (
     <S as Service<Request<Full<Bytes>>>>::Future,
-    Option<Arc<Shared>>,
+    Option<Outgoing>,
 );
 
 /// What the inner call needs once the body is read.
@@ -129,7 +140,10 @@ where
         let entry = &recovery.entry;
         let message = match Message::parse(&entry.body) {
             Ok(message) => message,
-            Err(error) => return Self::rejected(Rejection::MalformedXml(error), shared, &request),
+            Err(error) => {
+                let rejection = Rejection::malformed(&entry.body, error);
+                return Self::rejected(rejection, shared, &request);
+            }
         };
         if let Some(hook) = request.extensions().get::<CallbackHook>() {
             hook.message_parsed(&message);
@@ -142,7 +156,10 @@ where
         let (parts, _) = request.into_parts();
         let future = inner.call(Request::from_parts(parts, Full::new(body)));
         Self {
-            state: State::Calling { future, seal: None },
+            state: State::Calling {
+                future,
+                outgoing: None,
+            },
         }
     }
 
@@ -219,19 +236,19 @@ where
                     };
                     let next = next.take().expect("polled after completion");
                     match next.call(collected) {
-                        Ok((future, seal)) => state.set(State::Calling { future, seal }),
+                        Ok((future, outgoing)) => state.set(State::Calling { future, outgoing }),
                         Err(response) => state.set(State::Answered(Some(response))),
                     }
                 }
-                StateProj::Calling { future, seal } => {
+                StateProj::Calling { future, outgoing } => {
                     let response = ready!(future.poll(cx))?;
-                    match seal.take() {
-                        Some(shared) if response.status().is_success() => {
+                    match outgoing.take() {
+                        Some(outgoing) if response.status().is_success() => {
                             let (parts, body) = response.into_parts();
                             state.set(State::Sealing {
                                 body: CollectReply::new(body),
                                 parts: Some(parts),
-                                shared,
+                                outgoing,
                             });
                         }
                         _ => return Poll::Ready(Ok(response.map(ResponseBody::service))),
@@ -240,21 +257,25 @@ where
                 StateProj::Sealing {
                     body,
                     parts,
-                    shared,
+                    outgoing,
                 } => {
                     let collected = ready!(body.poll(cx));
                     let parts = parts.take().expect("polled after completion");
-                    return Poll::Ready(Ok(seal_response(shared, parts, collected)));
+                    return Poll::Ready(Ok(seal_response(outgoing, parts, collected)));
                 }
             }
         }
     }
 }
 
-/// Encrypts a passive reply into WeChat's envelope; `success` and empty answers go out as
-/// they are.
+/// Puts a passive reply in the callback's format and, in safe mode, encrypts it into
+/// WeChat's envelope of that format; `success` and empty answers go out as they are.
+///
+/// A reply written in the other format (`Reply::new`, which is XML, answering a JSON
+/// callback) is rewritten when it is a reply this crate can read ([`Reply::parse`]);
+/// anything else is passed on (sealed, in safe mode) as the handler wrote it.
 fn seal_response<B>(
-    shared: &Shared,
+    outgoing: &Outgoing,
     mut parts: response::Parts,
     collected: Result<Bytes, Response<Full<Bytes>>>,
 ) -> Response<ResponseBody<B>> {
@@ -263,18 +284,34 @@ fn seal_response<B>(
         Err(failed) => return failed.map(ResponseBody::own),
     };
     let trimmed = reply.trim_ascii();
-    let is_ack = trimmed.is_empty() || trimmed == b"success";
-    let sealed = if is_ack { None } else { shared.seal(&reply) };
-    let body = match sealed {
-        Some(envelope) => {
-            parts.headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/xml; charset=utf-8"),
-            );
-            Bytes::from(envelope)
-        }
-        None => reply,
-    };
+    if trimmed.is_empty() || trimmed == b"success" {
+        return with_length(parts, reply);
+    }
+    let mut reply = reply;
+    let mut content_type = None;
+    if Format::detect(&reply) != outgoing.format
+        && let Ok(parsed) = Reply::parse(&reply)
+    {
+        let parsed = parsed.with_format(outgoing.format);
+        reply = parsed.to_bytes();
+        content_type = Some(parsed.content_type());
+    }
+    if outgoing.encrypt
+        && let Some(envelope) = outgoing.shared.seal(&reply, outgoing.format)
+    {
+        reply = Bytes::from(envelope);
+        content_type = Some(outgoing.format.content_type());
+    }
+    if let Some(content_type) = content_type {
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    with_length(parts, reply)
+}
+
+/// The response with `body` and its `Content-Length`.
+fn with_length<B>(mut parts: response::Parts, body: Bytes) -> Response<ResponseBody<B>> {
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -311,19 +348,24 @@ where
                 None => plain(&shared, &mut query, &verified, bytes),
                 Some(pending) => encrypted(&shared, &mut query, pending, bytes),
             })
-            .and_then(|(message, plaintext)| {
+            .and_then(|(message, plaintext, format)| {
                 // The query is not signed; the sender named in the (in safe mode, signed)
                 // message is the one to believe.
                 match &query.openid {
                     Some(openid) if *openid != message.from_user_name => {
                         Err(Rejection::OpenidMismatch)
                     }
-                    _ => Ok((message, plaintext)),
+                    _ => Ok((message, plaintext, format)),
                 }
             });
         match opened {
-            Ok((message, plaintext)) => {
-                let seal = query.encrypted.then(|| shared.clone());
+            Ok((message, plaintext, format)) => {
+                // Safe mode seals the reply; a JSON callback's reply is checked for format.
+                let outgoing = (query.encrypted || format == Format::Json).then(|| Outgoing {
+                    shared: shared.clone(),
+                    format,
+                    encrypt: query.encrypted,
+                });
                 // Tells an outer layer (TimingLayer names the message in its span and line).
                 if let Some(hook) = parts.extensions.get::<CallbackHook>() {
                     hook.message_parsed(&message);
@@ -332,7 +374,7 @@ where
                 parts.extensions.insert(message);
                 parts.extensions.insert(VerifiedBody(plaintext.clone()));
                 let request = Request::from_parts(parts, Full::new(plaintext));
-                Ok((inner.call(request), seal))
+                Ok((inner.call(request), outgoing))
             }
             Err(rejection) => {
                 Err(rejection.into_response(&shared.rejections, &parts.method, parts.uri.path()))
@@ -341,34 +383,42 @@ where
     }
 }
 
+/// A verified callback: its message, the bytes the handler gets, and the format of the body
+/// as it came (which the answer takes).
+type Opened = (Message, Bytes, Format);
+
 /// Plain mode (or compatibility mode without a key): the body is the message.
 fn plain(
     shared: &Shared,
     query: &mut CallbackQuery,
     verified: &Verified,
     bytes: Bytes,
-) -> Result<(Message, Bytes), Rejection> {
+) -> Result<Opened, Rejection> {
     query.redelivered = shared.remember(query.timestamp, &query.nonce, &bytes)?;
     let message = Message::parse(&bytes).map_err(|error| match error {
         ParseError::MissingField(_) if verified.encrypted => Rejection::EncryptedWithoutKey,
-        error => Rejection::MalformedXml(error),
+        error => Rejection::malformed(&bytes, error),
     })?;
-    Ok((message, bytes))
+    let format = message.format;
+    Ok((message, bytes, format))
 }
 
-/// Safe or compatibility mode: `Encrypt` is checked and decrypted, and only it is trusted.
+/// Safe or compatibility mode: `Encrypt` (an XML element or a JSON field) is checked and
+/// decrypted, and only it is trusted.
 fn encrypted(
     shared: &Shared,
     query: &mut CallbackQuery,
     pending: &PendingSignature,
     bytes: Bytes,
-) -> Result<(Message, Bytes), Rejection> {
+) -> Result<Opened, Rejection> {
+    let format = Format::detect(&bytes);
     let encrypt = encrypt_field(&bytes)
-        .map_err(Rejection::MalformedXml)?
+        .map_err(|error| Rejection::malformed(&bytes, error))?
         .ok_or(Rejection::MissingEncrypt)?;
     let plaintext = shared.open(pending, &query.nonce, &encrypt)?;
     query.redelivered = shared.remember(query.timestamp, &query.nonce, &bytes)?;
     query.encrypted = true;
-    let message = Message::parse(&plaintext).map_err(Rejection::MalformedXml)?;
-    Ok((message, Bytes::from(plaintext)))
+    let message =
+        Message::parse(&plaintext).map_err(|error| Rejection::malformed(&plaintext, error))?;
+    Ok((message, Bytes::from(plaintext), format))
 }

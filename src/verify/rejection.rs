@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::Full;
 
-use crate::message::ParseError;
+use crate::message::{Format, ParseError};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::redact::{LogBudget, Permit, Untrusted};
@@ -16,7 +16,7 @@ use crate::redact::{LogBudget, Permit, Untrusted};
 ///
 /// | rejection | status |
 /// |---|---|
-/// | missing, malformed or repeated query parameter, unreadable body, malformed XML, encrypted message without a key, no `<Encrypt>`, undecryptable `Encrypt` | 400 Bad Request |
+/// | missing, malformed or repeated query parameter, unreadable body, malformed XML or JSON, encrypted message without a key, no `Encrypt`, undecryptable `Encrypt` | 400 Bad Request |
 /// | signature or `msg_signature` mismatch, timestamp outside the window, nonce reused, message for another receive id, `openid` not the sender | 403 Forbidden |
 /// | method other than GET and POST | 405 Method Not Allowed |
 /// | body over the limit | 413 Payload Too Large |
@@ -56,9 +56,12 @@ pub enum Rejection {
     BodyTimeout,
     /// The body is not a WeChat XML message.
     MalformedXml(ParseError),
+    /// The body (or the decrypted message) is JSON but not a WeChat JSON message.
+    MalformedJson(ParseError),
     /// The message is encrypted (safe mode) and no EncodingAESKey is configured.
     EncryptedWithoutKey,
-    /// An encrypted callback whose body has no `<Encrypt>`.
+    /// An encrypted callback whose body has no `Encrypt` (`<Encrypt>` in XML, `"Encrypt"` in
+    /// JSON).
     MissingEncrypt,
     /// No configured token produces the request's `msg_signature` over `Encrypt`.
     MessageSignatureMismatch,
@@ -72,6 +75,15 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// [`MalformedXml`](Self::MalformedXml) or [`MalformedJson`](Self::MalformedJson), by
+    /// the format of `body`, the bytes that did not parse.
+    pub(crate) fn malformed(body: &[u8], error: ParseError) -> Self {
+        match Format::detect(body) {
+            Format::Xml => Self::MalformedXml(error),
+            Format::Json => Self::MalformedJson(error),
+        }
+    }
+
     /// The status code sent for this rejection.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -80,6 +92,7 @@ impl Rejection {
             | Self::DuplicateParameter(_)
             | Self::BodyRead
             | Self::MalformedXml(_)
+            | Self::MalformedJson(_)
             | Self::EncryptedWithoutKey
             | Self::MissingEncrypt => StatusCode::BAD_REQUEST,
             #[cfg(feature = "crypto")]
@@ -129,6 +142,7 @@ impl Rejection {
             Self::Decrypt(_) => 14,
             Self::WrongReceiveId => 15,
             Self::OpenidMismatch => 16,
+            Self::MalformedJson(_) => 17,
         }
     }
 
@@ -205,7 +219,7 @@ impl RejectionLog {
 }
 
 /// [`Rejection::code`] of each kind, by [`Rejection::index`].
-pub(crate) const CODES: [&str; 17] = [
+pub(crate) const CODES: [&str; 18] = [
     "missing_parameter",
     "invalid_parameter",
     "duplicate_parameter",
@@ -223,6 +237,7 @@ pub(crate) const CODES: [&str; 17] = [
     "decrypt",
     "wrong_receive_id",
     "openid_mismatch",
+    "malformed_json",
 ];
 
 impl fmt::Display for Rejection {
@@ -241,6 +256,13 @@ impl fmt::Display for Rejection {
             Self::BodyRead => f.write_str("request body could not be read"),
             Self::BodyTimeout => f.write_str("request body was not received in time"),
             Self::MalformedXml(error) => write!(f, "malformed XML: {error}"),
+            Self::MalformedJson(error) => match error {
+                ParseError::MissingField(name) => write!(f, "malformed JSON: missing `{name}`"),
+                ParseError::InvalidField(name) => {
+                    write!(f, "malformed JSON: `{name}` is not valid")
+                }
+                error => write!(f, "malformed JSON: {error}"),
+            },
             Self::EncryptedWithoutKey => {
                 f.write_str("message is encrypted (safe mode) but no EncodingAESKey is configured")
             }
@@ -257,7 +279,7 @@ impl fmt::Display for Rejection {
 impl std::error::Error for Rejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::MalformedXml(error) => Some(error),
+            Self::MalformedXml(error) | Self::MalformedJson(error) => Some(error),
             #[cfg(feature = "crypto")]
             Self::Decrypt(error) => Some(error),
             _ => None,

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::crypto::{self, EncodingAesKey};
+use crate::message::Format;
 use crate::signature::Token;
 
 use super::rejection::Rejection;
@@ -84,17 +85,21 @@ impl SafeMode {
         Err(rejection.unwrap_or(Rejection::Decrypt(crypto::CryptoError::CiphertextLength)))
     }
 
-    /// Encrypts a passive reply into WeChat's envelope with a fresh timestamp, nonce and
-    /// random prefix (drawn from the OS in one call).
-    pub(crate) fn seal(&self, token: &Token, reply_xml: &[u8]) -> String {
+    /// Encrypts a passive reply into WeChat's envelope of `format` (XML or JSON) with a
+    /// fresh timestamp, nonce and random prefix (drawn from the OS in one call).
+    pub(crate) fn seal(&self, token: &Token, reply: &[u8], format: Format) -> String {
         let random: [u8; 20] = crypto::random_bytes();
         let (prefix, nonce) = random.split_at(16);
         let nonce = u32::from_le_bytes([nonce[0], nonce[1], nonce[2], nonce[3]]) % 1_000_000_000;
-        crypto::seal_reply_with_random(
+        let seal = match format {
+            Format::Xml => crypto::seal_reply_with_random,
+            Format::Json => crypto::seal_reply_json_with_random,
+        };
+        seal(
             &self.keys[0],
             token,
             &self.receive_id,
-            reply_xml,
+            reply,
             crate::clock::unix_now(),
             &nonce.to_string(),
             prefix.try_into().expect("16 bytes"),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use subtle::Choice;
 
+use crate::message::Format;
 use crate::signature::{Signature, Token};
 
 use super::query::RawQuery;
@@ -181,18 +182,18 @@ impl Shared {
         Err(Rejection::EncryptedWithoutKey)
     }
 
-    /// Encrypts a passive reply with the current key, signed with the first token; `None`
-    /// without safe mode.
-    pub(crate) fn seal(&self, reply_xml: &[u8]) -> Option<String> {
+    /// Encrypts a passive reply with the current key, signed with the first token, into the
+    /// envelope of `format`; `None` without safe mode.
+    pub(crate) fn seal(&self, reply: &[u8], format: Format) -> Option<String> {
         #[cfg(feature = "crypto")]
         return self
             .settings
             .safe_mode
             .as_ref()
-            .map(|safe_mode| safe_mode.seal(&self.settings.tokens[0], reply_xml));
+            .map(|safe_mode| safe_mode.seal(&self.settings.tokens[0], reply, format));
         #[cfg(not(feature = "crypto"))]
         {
-            let _ = reply_xml;
+            let _ = (reply, format);
             None
         }
     }

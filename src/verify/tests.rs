@@ -407,3 +407,64 @@ async fn an_openid_that_is_not_the_sender_is_forbidden() {
     );
     assert_eq!(probe.calls(), 0);
 }
+
+/// A callback the journal stored as JSON is re-parsed as JSON when the recovery worker runs
+/// it again: the format travels in the stored body itself, so the journal needs no field
+/// for it. An unreadable stored JSON body is refused as malformed JSON.
+#[cfg(feature = "fast-ack")]
+#[tokio::test]
+async fn a_recovered_json_callback_is_parsed_as_json() {
+    use crate::hook::Recovery;
+    use crate::journal::{EntryId, JournalEntry};
+    use crate::message::Format;
+
+    let entry = |body: &'static str| JournalEntry {
+        path: "/wechat".into(),
+        query: CallbackQuery {
+            timestamp: 1,
+            nonce: "1".into(),
+            openid: None,
+            encrypted: true,
+            redelivered: false,
+        },
+        body: Bytes::from_static(body.as_bytes()),
+        key: None,
+        arrival_unix_ms: 0,
+        attempt: 2,
+        trace_context: None,
+    };
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let record = seen.clone();
+    let service = layer().layer(service_fn(move |request: Request<Full<Bytes>>| {
+        let message = request.extensions().get::<Message>().cloned();
+        *record.lock().unwrap() = message;
+        async { Ok::<_, Infallible>(Response::new(Full::from("success"))) }
+    }));
+    let mut request = Request::post("/wechat")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    request.extensions_mut().insert(Recovery::new(
+        EntryId::new("1"),
+        entry(r#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"text","Content":"again","MsgId":5}"#),
+    ));
+    let (status, _) = send(service.clone(), request).await;
+    assert_eq!(status, StatusCode::OK);
+    let message = seen.lock().unwrap().take().expect("the handler ran");
+    assert_eq!(message.format, Format::Json);
+    assert_eq!(
+        message.kind,
+        MessageKind::Text {
+            content: "again".into()
+        }
+    );
+
+    let mut request = Request::post("/wechat")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(Recovery::new(EntryId::new("2"), entry(r#"{"ToUserName":"#)));
+    let (status, body) = send(service, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.starts_with("malformed JSON"), "{body}");
+}

@@ -3,11 +3,16 @@
 from WeChat's documentation (WXBizMsgCrypt) with the `cryptography` package, sharing no code
 with the crate.
 
-    wechat_peer.py message   URL TOKEN AES_KEY APPID CONTENT [--compat]
-    wechat_peer.py handshake URL TOKEN AES_KEY CORPID ECHOSTR
+    wechat_peer.py message      URL TOKEN AES_KEY APPID CONTENT [--compat]
+    wechat_peer.py message-json URL TOKEN AES_KEY APPID CONTENT [--plain]
+    wechat_peer.py handshake    URL TOKEN AES_KEY CORPID ECHOSTR
 
 `message` encrypts a text message, signs it, POSTs it, then checks the reply's
-msg_signature, decrypts it and checks the app id. `handshake` is WeCom's encrypted URL
+msg_signature, decrypts it and checks the app id. `message-json` does the same with a JSON
+push, as Mini Programs and the stores send it (body `{"ToUserName", "Encrypt"}`, the reply a
+JSON envelope `{"Encrypt", "MsgSignature", "TimeStamp", "Nonce"}` around a JSON reply); with
+`--plain` it sends the JSON message unencrypted, signed by `signature` only, and expects a
+plain JSON reply (AES_KEY and APPID are then not used). `handshake` is WeCom's encrypted URL
 verification. Prints one JSON object; exits 1 on any check that fails.
 """
 
@@ -127,6 +132,70 @@ def message(url, token, encoding_aes_key, app_id, content, compat):
     print(json.dumps(result, ensure_ascii=False))
 
 
+def message_json(url, token, encoding_aes_key, app_id, content, plain):
+    timestamp, nonce = str(int(time.time())), str(int.from_bytes(os.urandom(4), "big"))
+    openid = "oPeer" + nonce
+    # Numbers as numbers, as WeChat's JSON pushes have them.
+    plaintext = json.dumps(
+        {
+            "ToUserName": "gh_peer",
+            "FromUserName": openid,
+            "CreateTime": int(timestamp),
+            "MsgType": "text",
+            "Content": content,
+            "MsgId": int(nonce),
+        },
+        ensure_ascii=False,
+    )
+    params = {"signature": sign(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
+    if plain:
+        body = plaintext
+    else:
+        key = aes_key(encoding_aes_key)
+        encrypted = encrypt(key, plaintext.encode(), app_id)
+        body = json.dumps({"ToUserName": "gh_peer", "Encrypt": encrypted})
+        params.update(
+            {"encrypt_type": "aes", "msg_signature": sign(token, timestamp, nonce, encrypted)}
+        )
+    status, answer = request(f"{url}?{urllib.parse.urlencode(params)}", body.encode())
+    result = {"status": status, "encrypted": not plain}
+    if status != 200:
+        fail(result, answer.decode(errors="replace"))
+    try:
+        outer = json.loads(answer)
+    except ValueError:
+        fail(result, "reply is not JSON: " + answer.decode(errors="replace"))
+    if plain:
+        reply = outer
+    else:
+        fields = [outer.get(name) for name in ("Encrypt", "MsgSignature", "TimeStamp", "Nonce")]
+        if None in fields:
+            fail(result, "reply is not a JSON envelope: " + answer.decode(errors="replace"))
+        reply_encrypted, reply_signature, reply_timestamp, reply_nonce = fields
+        if sign(token, str(reply_timestamp), str(reply_nonce), reply_encrypted) != reply_signature:
+            fail(result, "reply MsgSignature does not verify")
+        decrypted, reply_app_id = decrypt(key, reply_encrypted)
+        if reply_app_id != app_id:
+            fail(result, f"reply is for app id {reply_app_id!r}")
+        try:
+            reply = json.loads(decrypted)
+        except ValueError:
+            fail(result, "decrypted reply is not JSON: " + decrypted.decode(errors="replace"))
+    result.update(
+        {
+            "to": reply.get("ToUserName"),
+            "from": reply.get("FromUserName"),
+            "msg_type": reply.get("MsgType"),
+            "content": reply.get("Content"),
+            "create_time": reply.get("CreateTime"),
+            "sent_to": openid,
+        }
+    )
+    if result["to"] != openid or result["from"] != "gh_peer":
+        fail(result, "reply is not addressed back to the sender")
+    print(json.dumps(result, ensure_ascii=False))
+
+
 def handshake(url, token, encoding_aes_key, corp_id, echostr):
     key = aes_key(encoding_aes_key)
     timestamp, nonce = str(int(time.time())), str(int.from_bytes(os.urandom(4), "big"))
@@ -150,6 +219,8 @@ if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "message":
         message(*args[:5], compat="--compat" in args)
+    elif command == "message-json":
+        message_json(*args[:5], plain="--plain" in args)
     elif command == "handshake":
         handshake(*args[:5])
     else:
