@@ -89,10 +89,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if !request.headers().contains_key(crate::otel::TRACEPARENT) {
-            if let Some(span) = crate::otel::current() {
-                crate::otel::inject(&span, request.headers_mut());
-            }
+        if !request.headers().contains_key(crate::otel::TRACEPARENT)
+            && let Some(span) = crate::otel::current()
+        {
+            crate::otel::inject(&span, request.headers_mut());
         }
         self.inner.call(request)
     }

@@ -166,10 +166,6 @@ pub(crate) fn method_label(method: &Method) -> &'static str {
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; a struct would only move the list"
-)]
 pub(crate) fn record_callback(
     msg_type: MsgType,
     status: Option<StatusCode>,
