@@ -281,6 +281,17 @@ async fn the_profiling_endpoints_answer_valid_profiles_and_only_with_the_token()
     assert_eq!(status, StatusCode::OK);
     let svg = String::from_utf8(svg.to_vec()).unwrap();
     assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg:.200}");
+    // Idle (nothing spinning): still an SVG, never an empty 200 (inferno writes nothing for
+    // an empty profile).
+    let (status, svg) = pprof_get(
+        addr,
+        "/debug/pprof/profile?seconds=1&format=flamegraph",
+        with_token,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let svg = String::from_utf8(svg.to_vec()).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg:.200}");
 
     // The heap: jemalloc's sampled profile, as pprof. Something this test holds is in it.
     let held: Vec<Vec<u8>> = (0..64).map(|_| vec![7u8; 1 << 20]).collect();

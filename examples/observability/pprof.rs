@@ -129,6 +129,10 @@ async fn profile(
         let report = guard.report().build().map_err(|error| error.to_string())?;
         warn_if_no_stacks(&report);
         if flamegraph {
+            if report.data.is_empty() {
+                // inferno writes nothing for an empty profile; answer an SVG that says so.
+                return Ok(no_samples_svg(seconds));
+            }
             let mut svg = Vec::new();
             report
                 .flamegraph(&mut svg)
@@ -159,6 +163,16 @@ async fn profile(
         )
             .into_response(),
     }
+}
+
+/// A flame graph of nothing: the process was idle for the whole profile.
+fn no_samples_svg(seconds: u64) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\" standalone=\"no\"?><svg version=\"1.1\" width=\"1200\" \
+         height=\"60\" xmlns=\"http://www.w3.org/2000/svg\"><text x=\"600\" y=\"30\" \
+         text-anchor=\"middle\">No CPU samples in {seconds} s: the process was idle.</text></svg>\n"
+    )
+    .into_bytes()
 }
 
 async fn heap() -> Response {
