@@ -374,7 +374,11 @@ async fn the_background_sender_delivers_subscribe_and_wecom_messages_once() {
     );
     assert_each_delivered_once(&standin, 30);
     // Each first attempt was refused and retried.
-    assert!(client.retry_stats().retries >= 20, "{:?}", client.retry_stats());
+    assert!(
+        client.retry_stats().retries >= 20,
+        "{:?}",
+        client.retry_stats()
+    );
     // The WeCom messages went with the app's token, fetched once.
     assert_eq!(app.token_fetches(), 1);
 }
