@@ -186,6 +186,7 @@
 //! | `tokio` | no | both of the above (kept as an alias: the one feature these two were before) |
 //! | `redis` | no | `dedup::RedisStore`, a dedup store shared by several replicas; `journal::RedisJournal`, a journal they share |
 //! | `client` | no | the outbound API client: `client::WeChatClient`, access_token cache, retry, circuit breaker (hyper-util + rustls); `allow::CallbackIps`, the allow-list refreshed from WeChat's published addresses |
+//! | `otel` | no | OpenTelemetry trace context (module `otel`, the `opentelemetry` API crate only): the callback span continues an incoming `traceparent`, journal entries keep it for their recovered runs, the client sends it |
 //! | `metrics` | no | [`TimingLayer`]'s histograms and counters through the `metrics` facade (`timing::metrics`), and [`AllowLayer`]'s list size, age and refusals (`allow::metrics`) |
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -219,6 +220,9 @@ pub mod journal;
 mod label;
 mod macros;
 pub mod message;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 mod redact;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]

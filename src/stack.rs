@@ -66,7 +66,7 @@ use crate::signature::Token;
 use crate::timing::{LatencyStats, Timing, TimingLayer};
 #[cfg(feature = "crypto")]
 use crate::verify::SafeMode;
-use crate::verify::{Verify, VerifyLayer};
+use crate::verify::{Verify, VerifyHandle, VerifyLayer};
 #[cfg(doc)]
 use crate::{Message, Reply};
 
@@ -262,6 +262,7 @@ impl<St> CallbackLayer<St> {
     pub fn handle(&self) -> CallbackHandle {
         CallbackHandle {
             allow: self.allow.handle(),
+            verify: self.verify.handle(),
             fast_ack: self.fast_ack.handle(),
             dedup: self.dedup.handle(),
             latency: self.timing.stats(),
@@ -326,6 +327,7 @@ impl<St: fmt::Debug> fmt::Debug for CallbackLayer<St> {
 #[derive(Clone, Debug)]
 pub struct CallbackHandle {
     allow: AllowHandle,
+    verify: VerifyHandle,
     fast_ack: FastAckHandle,
     dedup: DedupHandle,
     latency: LatencyStats,
@@ -346,6 +348,19 @@ impl CallbackHandle {
     /// The allow-list: its size, age and counters; replace or refresh it.
     pub fn allow(&self) -> &AllowHandle {
         &self.allow
+    }
+
+    /// VerifyLayer's counters: callbacks rejected, and the rejection warnings summarized
+    /// during a flood.
+    ///
+    /// ```
+    /// use tower_wechat::{CallbackLayer, Token};
+    ///
+    /// let handle = CallbackLayer::new(Token::new("mytoken").unwrap()).handle();
+    /// assert_eq!(handle.verify().stats().rejected, 0);
+    /// ```
+    pub fn verify(&self) -> &VerifyHandle {
+        &self.verify
     }
 
     /// Latency percentiles per message type.

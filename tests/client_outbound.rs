@@ -326,6 +326,64 @@ async fn subscribe_and_wecom_messages_are_delivered_once_through_revocation_and_
 }
 
 #[tokio::test]
+async fn the_background_sender_delivers_subscribe_and_wecom_messages_once() {
+    let standin = StandIn::start().await;
+    // Every first attempt fails without being carried out: busy, or a gateway's 503.
+    standin.message_plan(|n, _, attempt| match (n % 2, attempt) {
+        (0, 1) => Act::Busy,
+        (_, 1) => Act::Status(503),
+        _ => Act::Normal,
+    });
+    let client = wechat(&standin);
+    let app = client.account(wecom_account(&standin, 0)).unwrap();
+    let sender = client.background_sender(64, 4);
+    let app_sender = app.background_sender(64, 4);
+    for n in 0..10 {
+        sender
+            .send(
+                SubscribeMessage::new("oUser1234", "T")
+                    .data("n", format!("s{n}"))
+                    .into(),
+            )
+            .await
+            .unwrap();
+        sender
+            .send(
+                BizSubscribeMessage::new("oUser1234", "T")
+                    .data("n", format!("b{n}"))
+                    .into(),
+            )
+            .await
+            .unwrap();
+        app_sender
+            .send(
+                WeComMessage::text(format!("w{n}"))
+                    .to_users(["zhangsan"])
+                    .into(),
+            )
+            .await
+            .unwrap();
+    }
+    let report = sender.shutdown().await.report;
+    let app_report = app_sender.shutdown().await.report;
+    assert_eq!((report.sent, report.failed), (20, 0), "{report:?}");
+    assert_eq!(
+        (app_report.sent, app_report.failed),
+        (10, 0),
+        "{app_report:?}"
+    );
+    assert_each_delivered_once(&standin, 30);
+    // Each first attempt was refused and retried.
+    assert!(
+        client.retry_stats().retries >= 20,
+        "{:?}",
+        client.retry_stats()
+    );
+    // The WeCom messages went with the app's token, fetched once.
+    assert_eq!(app.token_fetches(), 1);
+}
+
+#[tokio::test]
 async fn partial_success_surfaces_the_recipients_not_reached() {
     let standin = StandIn::start().await;
     let app = wecom(&standin, 0);

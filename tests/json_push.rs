@@ -27,7 +27,7 @@ use tower_wechat::signature::Signature;
 use tower_wechat::verify::SafeMode;
 use tower_wechat::{CallbackLayer, Message, Reply, ReplyContent, Token, VerifyLayer};
 
-use common::{WeChat, now, serve};
+use common::{WeChat, now, peer, serve};
 
 const TOKEN: &str = "jsonpush1";
 const KEY: &str = "Yq3kR8vTz1LmN0pQs5uWx7yZa2bC4dE6fG8hJ9kL1mN";
@@ -443,31 +443,6 @@ impl Drop for QuickStart {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
-}
-
-/// Runs the independent peer (tests/peer/wechat_peer.py); whether it was satisfied, and what
-/// it printed.
-async fn peer(args: Vec<String>) -> (bool, Value) {
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/peer/wechat_peer.py"
-            ))
-            .args(args)
-            .output()
-            .expect("the python for the peer runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let result = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!(
-            "peer printed no JSON: {stdout} {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.success(), result)
 }
 
 /// A key, app id and token the quick start has never seen: fresh random ones.

@@ -12,7 +12,7 @@ use aes::cipher::array::Array;
 use aes::cipher::{BlockModeEncrypt, KeyIvInit};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{WeChat, now, serve};
+use common::{WeChat, now, peer, serve};
 use http::{Method, StatusCode};
 use serde_json::Value;
 use tower_wechat::crypto::{EncodingAesKey, decrypt, encrypt};
@@ -35,30 +35,6 @@ fn safe_layer() -> VerifyLayer {
 async fn start(layer: VerifyLayer) -> WeChat {
     let stack = CallbackLayer::with_verify(layer);
     WeChat::new(serve(quickstart::app(stack)).await, TOKEN)
-}
-
-/// Runs the independent peer; returns whether it was satisfied and what it printed.
-async fn peer(args: Vec<String>) -> (bool, Value) {
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(common::python())
-            .arg(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/peer/wechat_peer.py"
-            ))
-            .args(args)
-            .output()
-            .expect("the python for the peer runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let result = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!(
-            "peer printed no JSON: {stdout} {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.success(), result)
 }
 
 /// Has the peer send `content` as WeChat would (`--compat` for compatibility mode).

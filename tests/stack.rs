@@ -72,6 +72,18 @@ async fn the_one_call_stack_runs_the_handler_once_per_msg_id_without_warnings() 
         lines.is_empty(),
         "no warning for the right order: {lines:#?}"
     );
+
+    // A forged signature is refused and counted where the stack's handle shows it.
+    assert_eq!(handle.verify().stats().rejected, 0);
+    let forged = wechat
+        .send(
+            http::Method::POST,
+            "/wechat?signature=0000000000000000000000000000000000000000&timestamp=1&nonce=1",
+            text_message("forged", 1),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(handle.verify().stats().rejected, 1);
 }
 
 #[tokio::test]

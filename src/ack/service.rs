@@ -169,6 +169,10 @@ fn entry_of<B>(request: &Request<B>) -> Option<JournalEntry> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64),
         attempt: 1,
+        // The callback's span (entered while FastAck is called), for the recovered run.
+        #[cfg(feature = "otel")]
+        trace_context: crate::otel::current_traceparent(),
+        #[cfg(not(feature = "otel"))]
         trace_context: None,
     })
 }

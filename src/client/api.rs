@@ -16,6 +16,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use super::read_body::{answer_class, errcode};
 use super::source::{Endpoint, TokenSource, WeChatTokenSource};
@@ -486,11 +487,21 @@ impl WeChatClient {
         result
     }
 
+    /// One call through the stack, in its `wechat_api` span.
     async fn exchange(
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Bytes>, ClientError> {
-        self.inner.service.clone().oneshot(request).await
+        let span = super::span::call_span(&self.inner.label, &request);
+        let result = self
+            .inner
+            .service
+            .clone()
+            .oneshot(request)
+            .instrument(span.clone())
+            .await;
+        super::span::record(&span, &result);
+        result
     }
 
     #[cfg_attr(not(feature = "metrics"), allow(clippy::unused_self))]
@@ -751,6 +762,8 @@ pub struct WeChatClientBuilder {
     breaker: CircuitBreakerLayer,
     #[cfg(feature = "redis")]
     redis: Option<super::RedisTokenStoreBuilder>,
+    #[cfg(feature = "metrics")]
+    semconv_metrics: bool,
 }
 
 impl WeChatClientBuilder {
@@ -769,6 +782,8 @@ impl WeChatClientBuilder {
             breaker: CircuitBreakerLayer::new(),
             #[cfg(feature = "redis")]
             redis: None,
+            #[cfg(feature = "metrics")]
+            semconv_metrics: false,
         }
     }
 
@@ -855,6 +870,26 @@ impl WeChatClientBuilder {
         self
     }
 
+    /// Also records each HTTP attempt (retries and token fetches included) under
+    /// OpenTelemetry's semantic-convention name
+    /// [`http.client.request.duration`](super::HTTP_CLIENT_REQUEST_DURATION), through
+    /// [`HttpMetricsLayer`](super::HttpMetricsLayer) (feature `metrics`; default `false`).
+    /// The crate's own `wechat_client_*` metrics, one sample per API call, stay.
+    ///
+    /// ```
+    /// use tower_wechat::client::{AppSecret, WeChatClient};
+    ///
+    /// let builder = WeChatClient::builder("wx1234567890abcdef", AppSecret::new("secret"))
+    ///     .semconv_metrics(true);
+    /// # let _ = builder;
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn semconv_metrics(mut self, record: bool) -> Self {
+        self.semconv_metrics = record;
+        self
+    }
+
     /// Builds the client over a pooled HTTPS client ([`http_client`](super::http_client)).
     /// Needs a tokio runtime when used.
     pub fn build(self) -> Result<WeChatClient, ClientError> {
@@ -877,8 +912,16 @@ impl WeChatClientBuilder {
             .clone()
             .unwrap_or_else(|| self.account.kind.default_base().to_owned());
         let base = BaseUrl::parse(&base_url)?;
+        let http = ReadBodyLayer::new().layer(http);
+        #[cfg(feature = "metrics")]
+        let http =
+            tower::util::option_layer(self.semconv_metrics.then(super::HttpMetricsLayer::new))
+                .layer(http);
+        // Each attempt (retries, token fetches) carries the current span's trace context.
+        #[cfg(feature = "otel")]
+        let http = super::TraceContextLayer::new().layer(http);
         let hub = Arc::new(Hub {
-            http: BoxCloneSyncService::new(ReadBodyLayer::new().layer(http)),
+            http: BoxCloneSyncService::new(http),
             timeout: self.timeout,
             token_wait: self.token_wait.unwrap_or(self.timeout),
             refresh_margin: self.refresh_margin,

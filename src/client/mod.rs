@@ -155,8 +155,12 @@ mod breaker;
 mod error;
 mod http;
 #[cfg(feature = "metrics")]
+mod http_metrics;
+#[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 mod outgoing;
 mod read_body;
 #[cfg(feature = "redis")]
@@ -165,6 +169,7 @@ mod retry;
 mod secret;
 mod sender;
 mod source;
+mod span;
 mod timeout;
 mod token;
 mod url;
@@ -174,6 +179,15 @@ pub use api::{Account, ClientService, WeChatClient, WeChatClientBuilder};
 pub use breaker::{BreakerState, BreakerStats, CircuitBreaker, CircuitBreakerLayer};
 pub use error::{ApiError, ClientError, ErrorClass, SharedError};
 pub use http::{HttpClient, http_client};
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use http_metrics::{
+    HTTP_CLIENT_REQUEST_DURATION, HttpMetrics, HttpMetricsLayer,
+    ResponseFuture as HttpMetricsFuture,
+};
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub use otel::{TraceContext, TraceContextLayer};
 pub use outgoing::{
     BizSubscribeMessage, CustomMessage, MiniProgramState, SubscribeMessage, TemplateMessage,
     TemplateWarning,

@@ -10,15 +10,57 @@ use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::{ClientError, CustomMessage, TemplateMessage, WeChatClient};
+use super::{
+    BizSubscribeMessage, ClientError, CustomMessage, SubscribeMessage, TemplateMessage,
+    WeChatClient, WeComMessage,
+};
 
-/// A message for the [`BackgroundSender`].
+/// A message for the [`BackgroundSender`]. WeCom app messages go through the sender of that
+/// app's account ([`WeChatClient::account`]), the others through the sender of the Official
+/// Account or Mini Program that sends them.
+///
+/// ```
+/// use tower_wechat::client::{CustomMessage, Outgoing, SubscribeMessage, WeComMessage};
+///
+/// let messages: [Outgoing; 3] = [
+///     CustomMessage::text("oUser1234", "hello").into(),
+///     SubscribeMessage::new("oUser1234", "template-id").data("thing1", "paid").into(),
+///     WeComMessage::text("deployed").to_users(["zhangsan"]).into(),
+/// ];
+/// # let _ = messages;
+/// ```
 #[derive(Clone, Debug)]
 pub enum Outgoing {
     /// A template message.
     Template(TemplateMessage),
     /// A customer-service message.
     Custom(CustomMessage),
+    /// A Mini Program subscribe message. A dropped connection after it was sent is a
+    /// failure, never sent again (it may have used the user's one-time subscription).
+    Subscribe(SubscribeMessage),
+    /// An Official Account subscribe message (`bizsend`).
+    BizSubscribe(BizSubscribeMessage),
+    /// A WeCom app message. Recipients WeChat could not reach (a partial success) are
+    /// logged at WARN, masked; the message counts as sent.
+    WeCom(WeComMessage),
+}
+
+impl From<SubscribeMessage> for Outgoing {
+    fn from(message: SubscribeMessage) -> Self {
+        Self::Subscribe(message)
+    }
+}
+
+impl From<BizSubscribeMessage> for Outgoing {
+    fn from(message: BizSubscribeMessage) -> Self {
+        Self::BizSubscribe(message)
+    }
+}
+
+impl From<WeComMessage> for Outgoing {
+    fn from(message: WeComMessage) -> Self {
+        Self::WeCom(message)
+    }
 }
 
 impl From<TemplateMessage> for Outgoing {
@@ -426,6 +468,16 @@ async fn deliver(client: &WeChatClient, message: Outgoing, shared: &Shared) {
         let result = match &message {
             Outgoing::Template(message) => client.send_template_message(message).await.map(drop),
             Outgoing::Custom(message) => client.send_custom_message(message).await,
+            Outgoing::Subscribe(message) => client.send_subscribe_message(message).await.map(drop),
+            Outgoing::BizSubscribe(message) => client.send_biz_subscribe_message(message).await,
+            Outgoing::WeCom(message) => client.send_wecom_message(message).await.map(|sent| {
+                if sent.is_partial() {
+                    tracing::warn!(
+                        ?sent,
+                        "a background WeCom message did not reach every recipient"
+                    );
+                }
+            }),
         };
         let error = match result {
             Ok(()) => {

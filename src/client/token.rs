@@ -15,6 +15,7 @@ use http_body_util::Full;
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 
 use futures_util::FutureExt;
 
@@ -298,12 +299,16 @@ impl TokenCache {
                 }
             }
         }
-        // In its own task, holding the lock: a caller that gives up does not cancel it.
+        // In its own task, holding the lock: a caller that gives up does not cancel it. The
+        // task runs in the span of the call that needed the token (its trace, with `otel`).
         let cache = self.clone();
-        let task = tokio::spawn(async move {
-            let _guard = guard;
-            cache.fetch(rejected).await
-        });
+        let task = tokio::spawn(
+            async move {
+                let _guard = guard;
+                cache.fetch(rejected).await
+            }
+            .instrument(tracing::Span::current()),
+        );
         match task.await {
             Ok(result) => result,
             Err(_) => Err(ClientError::Token(Box::new(ClientError::InvalidResponse(

@@ -876,51 +876,7 @@ fn any_text() -> impl Strategy<Value = String> {
 }
 
 fn any_content() -> impl Strategy<Value = ReplyContent> {
-    let article = (any_text(), any_text(), any_text(), any_text()).prop_map(
-        |(title, description, pic_url, url)| Article {
-            title,
-            description,
-            pic_url,
-            url,
-        },
-    );
-    prop_oneof![
-        any_text().prop_map(ReplyContent::text),
-        any_text().prop_map(ReplyContent::image),
-        any_text().prop_map(ReplyContent::voice),
-        (
-            any_text(),
-            prop::option::of(any_text()),
-            prop::option::of(any_text())
-        )
-            .prop_map(|(media_id, title, description)| ReplyContent::Video {
-                media_id,
-                title,
-                description
-            }),
-        (
-            prop::option::of(any_text()),
-            prop::option::of(any_text()),
-            prop::option::of(any_text()),
-            prop::option::of(any_text()),
-            any_text()
-        )
-            .prop_map(
-                |(title, description, music_url, hq_music_url, thumb_media_id)| {
-                    ReplyContent::Music(Music {
-                        title,
-                        description,
-                        music_url,
-                        hq_music_url,
-                        thumb_media_id,
-                    })
-                }
-            ),
-        prop::collection::vec(article, 1..=8)
-            .prop_map(|articles| ReplyContent::news(articles).unwrap()),
-        prop::option::of(any_text())
-            .prop_map(|kf_account| ReplyContent::TransferCustomerService { kf_account }),
-    ]
+    super::tests::reply_content_from(any_text)
 }
 
 proptest! {

@@ -48,6 +48,9 @@ struct State {
     background: AtomicBool,
     /// The delivery's attempt, for a callback the journal's recovery worker runs again.
     recovered: Option<u32>,
+    /// The request method as OpenTelemetry's `http.request.method` names it.
+    #[cfg(feature = "metrics")]
+    method: &'static str,
 }
 
 /// What is logged about a message: no body text beyond names and keys.
@@ -108,6 +111,9 @@ impl CallbackTiming {
     /// Starts the clock and opens the `wechat_callback` span (a child of the current span).
     pub(crate) fn start<B>(settings: &Arc<Settings>, request: &Request<B>) -> Self {
         let start = Instant::now();
+        // Held while the span is made: its OpenTelemetry parent (feature `otel`).
+        #[cfg(feature = "otel")]
+        let _parent = super::otel::attach_parent(settings, request);
         let span = tracing::info_span!(
             target: TARGET,
             "wechat_callback",
@@ -131,6 +137,8 @@ impl CallbackTiming {
                 .extensions()
                 .get::<Recovery>()
                 .map(|recovery| recovery.entry.attempt),
+            #[cfg(feature = "metrics")]
+            method: super::metrics::method_label(request.method()),
         }))
     }
 
@@ -190,6 +198,7 @@ impl CallbackTiming {
             latency,
             over_budget,
             over_deadline,
+            settings.semconv_metrics.then_some(state.method),
         );
 
         let (severity, text) = match ending {

@@ -48,6 +48,10 @@ impl TimingLayer {
                 budget: Self::DEFAULT_BUDGET,
                 deadline: Self::WECHAT_DEADLINE,
                 stats: LatencyStats::new(),
+                #[cfg(feature = "otel")]
+                incoming_traceparent: true,
+                #[cfg(feature = "metrics")]
+                semconv_metrics: false,
             }),
         }
     }
@@ -70,6 +74,41 @@ impl TimingLayer {
     /// between several layers.
     pub fn with_stats(self, stats: LatencyStats) -> Self {
         self.with(|settings| settings.stats = stats)
+    }
+
+    /// Whether the `wechat_callback` span continues the trace of an incoming W3C
+    /// `traceparent` header (feature `otel`; default `true`). WeChat sends none: the header
+    /// comes from a gateway or proxy in front of the server. Turn it off if that edge
+    /// passes on what clients send and your sampler follows the parent's `sampled` flag;
+    /// then every callback starts its own trace (or continues the current span's). See
+    /// [`otel`](crate::otel).
+    ///
+    /// ```
+    /// let layer = tower_wechat::timing::TimingLayer::new().incoming_traceparent(false);
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub fn incoming_traceparent(self, continue_it: bool) -> Self {
+        self.with(|settings| settings.incoming_traceparent = continue_it)
+    }
+
+    /// Also records each callback under OpenTelemetry's HTTP semantic-convention name
+    /// [`http.server.request.duration`](super::metrics::HTTP_SERVER_REQUEST_DURATION)
+    /// (feature `metrics`; default `false`), with the attributes `http.request.method`,
+    /// `http.response.status_code` (or `error.type` when no response was sent) and
+    /// `wechat.msg_type`, beside the crate's own `wechat_callback_*` metrics (which stay:
+    /// dashboards built on them keep working). One more histogram sample per callback; see
+    /// [`timing::metrics`](super::metrics) for how the names map.
+    ///
+    /// ```
+    /// let layer = tower_wechat::timing::TimingLayer::new().semconv_metrics(true);
+    /// # let _ = layer;
+    /// ```
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn semconv_metrics(self, record: bool) -> Self {
+        self.with(|settings| settings.semconv_metrics = record)
     }
 
     /// A handle on the statistics this layer records into.

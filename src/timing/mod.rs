@@ -132,6 +132,8 @@ mod layer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(feature = "otel")]
+mod otel;
 mod record;
 mod service;
 mod state;

@@ -20,6 +20,13 @@ pub(crate) struct Settings {
     pub(crate) stats: LatencyStats,
     /// Set once the layer has warned that it sits inside VerifyLayer.
     pub(crate) warned_order: Arc<AtomicBool>,
+    /// Whether the callback span continues an incoming `traceparent` (feature `otel`).
+    #[cfg(feature = "otel")]
+    pub(crate) incoming_traceparent: bool,
+    /// Whether callbacks are also recorded as OpenTelemetry's `http.server.request.duration`
+    /// (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) semconv_metrics: bool,
 }
 
 impl Settings {

@@ -94,6 +94,8 @@ struct Shared {
     wecom_suppressed: AtomicU64,
     /// Tokens that reached a WeCom send with another app's agentid.
     wecom_mixed: AtomicU64,
+    /// Each request's path and `traceparent` header, in arrival order.
+    traceparents: Mutex<Vec<(String, Option<String>)>>,
 }
 
 struct Token {
@@ -129,7 +131,9 @@ impl StandIn {
             wecom_sent: Mutex::default(),
             wecom_suppressed: AtomicU64::new(0),
             wecom_mixed: AtomicU64::new(0),
+            traceparents: Mutex::default(),
         });
+        let seen = state.clone();
         let router = Router::new()
             .route("/cgi-bin/token", get(token))
             .route("/cgi-bin/stable_token", post(stable_token))
@@ -140,7 +144,19 @@ impl StandIn {
             .route("/cgi-bin/gettoken", get(wecom_token))
             .route("/cgi-bin/getcallbackip", get(callback_ip))
             .route("/cgi-bin/message/send", post(wecom_send))
-            .with_state(state.clone());
+            .with_state(state.clone())
+            .layer(tower::util::MapRequestLayer::new(
+                move |request: axum::extract::Request| {
+                    let traceparent = request
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned);
+                    let path = request.uri().path().to_owned();
+                    seen.traceparents.lock().unwrap().push((path, traceparent));
+                    request
+                },
+            ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -239,6 +255,11 @@ impl StandIn {
     /// WeCom sends not delivered because the duplicate check caught them.
     pub fn wecom_suppressed(&self) -> u64 {
         self.state.wecom_suppressed.load(Ordering::SeqCst)
+    }
+
+    /// Each request's path and `traceparent` header (if any), in arrival order.
+    pub fn traceparents(&self) -> Vec<(String, Option<String>)> {
+        self.state.traceparents.lock().unwrap().clone()
     }
 
     /// WeCom sends that carried another app's token (answered 301002).

@@ -6,7 +6,7 @@
 pub mod log;
 pub mod services;
 #[allow(unused_imports)] // not every test binary needs a service
-pub use services::{python, redis_url};
+pub use services::{peer, python, redis_url};
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -241,6 +241,31 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Runs the independent peer (tests/peer/wechat_peer.py) with `args`; whether it was
+/// satisfied (exit 0), and the JSON object it printed.
+pub async fn peer(args: Vec<String>) -> (bool, serde_json::Value) {
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peer/wechat_peer.py"
+            ))
+            .args(args)
+            .output()
+            .expect("the python for the peer runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "peer printed no JSON: {stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), result)
+}
+
 const PYTHON_HOWTO: &str = "this test needs python3 with the `cryptography` package: run \
     scripts/test (it creates target/test-env with it), or set TOWER_WECHAT_PYTHON to a \
     python that has it";
