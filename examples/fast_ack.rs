@@ -160,7 +160,8 @@ fn env_number(name: &str, default: u64) -> Result<u64, Box<dyn Error>> {
 #[allow(dead_code)] // the integration tests include this file for `app`
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
-    quickstart::init_tracing();
+    // Line by line: tests/journal_crash.rs counts the `processed` lines of a killed process.
+    quickstart::init_tracing_line_by_line();
     let addr = quickstart::listen_addr()?;
     let delay = Duration::from_millis(env_number("WECHAT_DEMO_DELAY_MS", 6000)?);
     let max_in_flight = usize::try_from(env_number("WECHAT_MAX_IN_FLIGHT", 1024)?)?;

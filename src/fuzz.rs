@@ -12,6 +12,12 @@ pub fn query(query: &str) -> Result<(), String> {
         .map_err(|rejection| rejection.to_string())
 }
 
+/// The XML scanner for plain WeChat documents gives the fields the quick-xml walk gives
+/// (panics if not).
+pub fn xml_scanner_agrees(xml: &[u8]) {
+    crate::message::check_scanner(xml);
+}
+
 /// The top-level `<Encrypt>` of a safe-mode body.
 pub fn encrypt_field(xml: &[u8]) -> Option<String> {
     crate::message::encrypt_field(xml).ok().flatten()

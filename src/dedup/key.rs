@@ -44,7 +44,14 @@ pub fn default_key(message: &Message) -> Option<String> {
     let time = message.create_time;
     let fingerprint = message.fingerprint().unwrap_or_default();
     Some(match (message.msg_id, message.event()) {
-        (Some(msg_id), _) => format!("{account}:msg:{msg_id}"),
+        (Some(msg_id), _) => {
+            // The common case, built without the formatting machinery.
+            let mut key = String::with_capacity(account.len() + ":msg:".len() + 20);
+            key.push_str(account);
+            key.push_str(":msg:");
+            push_decimal(&mut key, msg_id);
+            key
+        }
         (None, Some(event)) => format!(
             "{account}:event:{from}:{time}:{}:{fingerprint:016x}",
             event.name()
@@ -56,12 +63,36 @@ pub fn default_key(message: &Message) -> Option<String> {
     })
 }
 
+/// Appends `value` in decimal, as `{}` writes it.
+fn push_decimal(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(xml: &str) -> Message {
         Message::parse(xml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn decimals_are_written_as_format_writes_them() {
+        for value in [0, 7, 10, 42, 999, 1_000, 24_567_890_123_456_789, u64::MAX] {
+            let mut out = String::from("x");
+            push_decimal(&mut out, value);
+            assert_eq!(out, format!("x{value}"));
+        }
     }
 
     #[test]

@@ -104,11 +104,18 @@ const MAX_ROUTE_IN_KEY: usize = 128;
 /// `key` for the route `path`: `path|key`. A path longer than [`MAX_ROUTE_IN_KEY`] bytes is
 /// replaced by `sha1:` and its digest, so a key's length does not grow with the path.
 fn route_key(path: &str, key: &str) -> String {
+    let joined = |route: &str| {
+        let mut joined = String::with_capacity(route.len() + 1 + key.len());
+        joined.push_str(route);
+        joined.push('|');
+        joined.push_str(key);
+        joined
+    };
     if path.len() <= MAX_ROUTE_IN_KEY {
-        return format!("{path}|{key}");
+        return joined(path);
     }
     let digest = crate::signature::Signature::compute(&[path]);
-    format!("sha1:{digest}|{key}")
+    joined(&format!("sha1:{digest}"))
 }
 
 #[cfg(test)]
@@ -160,11 +167,12 @@ impl<St: DedupStore> Attempt<St> {
         };
         let recorder = Arc::new(Recorder {
             attempt: self,
-            key,
+            key: Arc::from(key),
             lease,
         });
         let extensions = request.extensions_mut();
-        extensions.insert(DedupKey(Arc::from(recorder.key.as_str())));
+        // One copy of the key, shared by the extension, the recorder and the settling.
+        extensions.insert(DedupKey(recorder.key.clone()));
         extensions.insert(Completion::from_arc(recorder.clone()));
         let result = forward(inner, request).await;
         let outcome = match &result {
@@ -192,7 +200,7 @@ impl<St: DedupStore> Attempt<St> {
 
     /// Completes or releases the key; if the store is still busy at the deadline, the answer
     /// goes out and the store operation finishes in a task (within the store timeout).
-    async fn settle(&self, key: String, lease: LeaseId, settle: Settle) {
+    async fn settle(&self, key: Arc<str>, lease: LeaseId, settle: Settle) {
         let store = self.store.clone();
         let state = self.state.clone();
         let label = self.label.clone();
@@ -400,7 +408,7 @@ where
 /// finished, not acknowledgements.
 struct Recorder<St> {
     attempt: Attempt<St>,
-    key: String,
+    key: Arc<str>,
     lease: LeaseId,
 }
 

@@ -59,6 +59,8 @@
 mod error;
 mod events;
 mod fields;
+#[cfg(fuzzing)]
+pub(crate) use fields::check_scanner;
 mod format;
 mod incoming;
 mod json;

@@ -337,7 +337,14 @@ impl Reply {
         else {
             return "success".to_owned();
         };
-        let mut xml = XmlWriter::with_capacity(256);
+        // The fixed text of the largest replies (news) is about 400 bytes; a text reply's
+        // is under 200: room for it and the names (and the content) without growing.
+        let text_len = match content {
+            ReplyContent::Text { content } => content.len(),
+            _ => 256,
+        };
+        let mut xml =
+            XmlWriter::with_capacity(192 + to_user_name.len() + from_user_name.len() + text_len);
         xml.open("xml");
         xml.cdata("ToUserName", to_user_name);
         xml.cdata("FromUserName", from_user_name);
@@ -660,7 +667,7 @@ impl XmlWriter {
         self.open(name);
         self.0.push_str("<![CDATA[");
         let mut rest = value;
-        while let Some(at) = rest.find("]]>") {
+        while let Some(at) = super::fields::find_cdata_end(rest.as_bytes()) {
             // End the section between `]]` and `>`, and carry the `>` into a new one.
             push_xml_chars(&mut self.0, &rest[..at + 2]);
             self.0.push_str("]]><![CDATA[");
@@ -674,7 +681,11 @@ impl XmlWriter {
 
 /// Appends `text`, replacing characters XML 1.0 cannot represent with U+FFFD.
 fn push_xml_chars(out: &mut String, text: &str) {
-    if !text.chars().any(is_not_xml_char) {
+    // Those characters are C0 controls other than tab, LF and CR (one byte each) and
+    // U+FFFE / U+FFFF (which start with 0xEF in UTF-8): a byte scan finds text without them.
+    let suspect =
+        |byte: &u8| (*byte < 0x20 && !matches!(byte, b'\t' | b'\n' | b'\r')) || *byte == 0xEF;
+    if !text.bytes().any(|byte| suspect(&byte)) || !text.chars().any(is_not_xml_char) {
         out.push_str(text);
         return;
     }
