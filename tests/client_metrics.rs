@@ -2,32 +2,19 @@
 //! calls by outcome class, token fetches per account, retries, the breaker and the
 //! background sender. One test in its own binary: the recorder is global.
 
+#[path = "client/prometheus.rs"]
+mod prometheus;
 #[path = "client/standin.rs"]
 mod standin;
 
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
+use prometheus::sample;
 use standin::{APPID, Act, CORPID, SECRET, StandIn, WECOM_APPS};
 use tower_wechat::client::{
     Account, AppSecret, CircuitBreakerLayer, CustomMessage, RetryPolicy, WeChatClient, WeComMessage,
 };
-
-/// The value of the sample `name{labels}` in Prometheus text, labels in any order.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find(|line| {
-            let Some(rest) = line.strip_prefix(name) else {
-                return false;
-            };
-            (rest.starts_with('{') || rest.starts_with(' '))
-                && labels
-                    .iter()
-                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\"")))
-        })
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-}
 
 #[tokio::test]
 async fn the_client_counts_calls_tokens_retries_breaker_and_sender() {

@@ -4,6 +4,8 @@
 //! stand-in), rendered by the Prometheus exporter beside the crate's own names. One test in
 //! its own binary: the recorder is global.
 
+#[path = "client/prometheus.rs"]
+mod prometheus;
 #[path = "client/standin.rs"]
 mod standin;
 
@@ -12,25 +14,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post;
 use metrics_exporter_prometheus::PrometheusBuilder;
+use prometheus::sample;
 use standin::{APPID, Act, SECRET, StandIn};
 use tower_wechat::TimingLayer;
 use tower_wechat::client::{AppSecret, CustomMessage, RetryPolicy, WeChatClient};
-
-/// The value of the sample `name{labels}` in Prometheus text, labels in any order.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find(|line| {
-            let Some(rest) = line.strip_prefix(name) else {
-                return false;
-            };
-            (rest.starts_with('{') || rest.starts_with(' '))
-                && labels
-                    .iter()
-                    .all(|(key, value)| rest.contains(&format!("{key}=\"{value}\"")))
-        })
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-}
 
 #[tokio::test]
 async fn semconv_names_are_recorded_only_when_asked_for() {
