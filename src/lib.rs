@@ -215,6 +215,7 @@ pub mod crypto;
 #[cfg_attr(docsrs, doc(cfg(feature = "dedup")))]
 pub mod dedup;
 pub mod hook;
+mod hashed;
 pub mod journal;
 #[cfg(any(feature = "fast-ack", feature = "dedup"))]
 mod label;

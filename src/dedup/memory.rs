@@ -1,13 +1,15 @@
 //! [`MemoryStore`]: a bounded, expiring in-process [`DedupStore`].
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::hashed::HashedMap;
 
 use super::store::{Claim, DedupStore, LeaseId, StoreError, StoredResponse, Waited};
 
@@ -50,16 +52,21 @@ struct Inner {
 
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<u64, Entry, BuildHasherDefault<PassThrough>>,
-    /// Hashes in the order they were written, with the expiry written; an item whose expiry
-    /// no longer matches its entry is stale and skipped.
-    order: VecDeque<(Instant, u64)>,
+    entries: HashedMap<Entry>,
+    /// `(seq, hash)` of each entry in the order it was claimed; an item whose `seq` is not
+    /// its entry's any more (released, or claimed anew) is stale and skipped. One item per
+    /// claim: completing or acknowledging a claim moves its expiry, not its place.
+    order: VecDeque<(u64, u64)>,
+    /// The `seq` of the next entry.
+    next_seq: u64,
     /// What the entries cost, by [`Entry::cost`].
     bytes: usize,
 }
 
 struct Entry {
     key: Box<str>,
+    /// Which item of [`Shard::order`] is this entry's.
+    seq: u64,
     expires: Instant,
     state: State,
 }
@@ -119,7 +126,7 @@ impl MemoryStore {
     /// The default byte budget: 16 MiB.
     pub const DEFAULT_BUDGET: usize = DEFAULT_BUDGET;
     /// What each entry counts beyond its key and reply: the hash map slot, the entry, the
-    /// reply's header and two places in the expiry queue, with the slack of growing by
+    /// reply's header and its place in the claim order, with the slack of growing by
     /// doubling.
     pub const ENTRY_OVERHEAD: usize = 160;
 
@@ -214,6 +221,7 @@ impl MemoryStore {
         let id = LeaseId(self.inner.next_lease.fetch_add(1, Ordering::Relaxed));
         let entry = Entry {
             key: key.into(),
+            seq: 0, // set by insert
             expires: now + lease,
             state: State::Pending {
                 lease: id,
@@ -225,8 +233,10 @@ impl MemoryStore {
         id
     }
 
-    fn insert(&self, shard: &mut Shard, hash: u64, entry: Entry, now: Instant) {
-        shard.order.push_back((entry.expires, hash));
+    fn insert(&self, shard: &mut Shard, hash: u64, mut entry: Entry, now: Instant) {
+        entry.seq = shard.next_seq;
+        shard.next_seq += 1;
+        shard.order.push_back((entry.seq, hash));
         shard.bytes += entry.cost();
         if let Some(replaced) = shard.entries.insert(hash, entry) {
             shard.bytes -= replaced.cost();
@@ -236,16 +246,19 @@ impl MemoryStore {
     }
 
     /// Drops expired keys from the front of the order, and the oldest keys past the bound.
+    /// The order is the order of claims, so an expired key behind a live one waits for it
+    /// (it is no longer found by [`Shard::live`], and still counts against both bounds).
     /// A claim in progress is never forgotten early (a waiting retry would then run the
     /// handler a second time); it is passed over, and its lease ends it soon enough.
     fn trim(&self, shard: &mut Shard, now: Instant) {
         let bound = self.inner.per_shard;
         let mut passed_over = 0;
-        while let Some(&(expires, hash)) = shard.order.front() {
+        while let Some(&(seq, hash)) = shard.order.front() {
             let (live, pending) = match shard.entries.get(&hash) {
-                Some(entry) if entry.expires == expires => {
-                    (expires > now, matches!(entry.state, State::Pending { .. }))
-                }
+                Some(entry) if entry.seq == seq => (
+                    entry.expires > now,
+                    matches!(entry.state, State::Pending { .. }),
+                ),
                 _ => {
                     shard.order.pop_front(); // stale
                     continue;
@@ -301,26 +314,6 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     shard
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The map's keys are already keyed hashes: use them as they are.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
-        }
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.0 = value;
-    }
 }
 
 impl DedupStore for MemoryStore {
@@ -390,7 +383,6 @@ impl DedupStore for MemoryStore {
         entry.expires = now + hold;
         let after = entry.cost();
         shard.bytes = shard.bytes + after - before;
-        shard.order.push_back((now + hold, hash));
         self.trim(&mut shard, now);
         Ok(true)
     }
@@ -415,7 +407,6 @@ impl DedupStore for MemoryStore {
         std::mem::replace(&mut entry.state, State::Done(response.clone())).wake_waiters();
         let after = entry.cost();
         shard.bytes = shard.bytes + after - before;
-        shard.order.push_back((now + ttl, hash));
         self.trim(&mut shard, now);
         Ok(true)
     }

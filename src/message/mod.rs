@@ -104,9 +104,18 @@ pub(crate) fn mask_openid(openid: &str) -> String {
     if count <= 8 {
         return "****".to_owned();
     }
-    let head: String = openid.chars().take(4).collect();
-    let tail: String = openid.chars().skip(count - 2).collect();
-    format!("{head}****{tail}")
+    // Byte offsets of the 5th character and of the second-to-last one (char boundaries).
+    let head_end = openid.char_indices().nth(4).map_or(openid.len(), |(at, _)| at);
+    let tail_start = openid
+        .char_indices()
+        .nth(count - 2)
+        .map_or(openid.len(), |(at, _)| at);
+    let (head, tail) = (&openid[..head_end], &openid[tail_start..]);
+    let mut masked = String::with_capacity(head.len() + 4 + tail.len());
+    masked.push_str(head);
+    masked.push_str("****");
+    masked.push_str(tail);
+    masked
 }
 
 #[cfg(test)]

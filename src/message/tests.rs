@@ -700,6 +700,10 @@ fn debug_masks_the_sender() {
     assert!(!shown.contains("oUser1234567890"), "{shown}");
     assert!(shown.contains("oUse****90"), "{shown}");
     assert_eq!(mask_openid("short"), "****");
+    assert_eq!(mask_openid("12345678"), "****");
+    assert_eq!(mask_openid("123456789"), "1234****89");
+    // Characters, not bytes: a multi-byte id is cut on character boundaries.
+    assert_eq!(mask_openid("微信用户甲乙丙丁戊"), "微信用户****丁戊");
 }
 
 #[test]

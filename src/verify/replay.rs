@@ -1,12 +1,13 @@
 //! Replay protection: a timestamp window and a bounded memory of recently seen nonces.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::clock::unix_now;
+use crate::hashed::HashedMap;
 
 /// Shards keep concurrent callbacks from queueing on one lock.
 const SHARDS: usize = 16;
@@ -49,7 +50,7 @@ pub(crate) struct ReplayGuard {
 #[derive(Default)]
 struct Shard {
     /// Pair key → body fingerprint.
-    seen: HashMap<u64, u64>,
+    seen: HashedMap<u64>,
     /// `(forget_after, key)` in insertion order.
     order: VecDeque<(u64, u64)>,
 }
