@@ -20,6 +20,10 @@
 # Environment:
 #   CONNS=64 SERVER_CPU=0 WRK_CPU=1   connections; cores for the servers and for wrk
 #   RATE_CAP=110000                   requests generated per second of run (none may repeat)
+#   DELAY_MS=0                        >0: each connection pauses this long after each answer,
+#                                     so every server gets about the same offered rate
+#                                     (CONNS x 1000 / (DELAY_MS + latency) per second) instead
+#                                     of being saturated: CPU per request at equal load
 #   SERVERS="stack naive floor"       which to run, in this order each round
 #   RUST_LOG=info                     the stack's log filter (warn: no line per callback)
 #   STACK_BIN=path                    another build of the stack to measure (same env as the
@@ -134,7 +138,7 @@ run() {
   WECHAT_TOKEN=$token taskset -c "$wrk_cpu" "$bin/bench_requests" $((secs * rate_cap)) "$reqs"
   before=$(session_stats "${pid[$name]}")
   out=$(taskset -c "$wrk_cpu" wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s \
-    -s "$here/compare/replay.lua" "${url[$name]}" -- "$reqs" "${expect[$name]}" | grep '^RESULT')
+    -s "$here/compare/replay.lua" "${url[$name]}" -- "$reqs" "${expect[$name]}" "${DELAY_MS:-0}" | grep '^RESULT')
   after=$(session_stats "${pid[$name]}")
   rm -f "$reqs"
   awk -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" -v out="$out" 'BEGIN {
@@ -146,6 +150,7 @@ run() {
 }
 
 echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "${DELAY_MS:-0}" != 0 ] && echo "== equal offered load: each connection pauses ${DELAY_MS} ms after each answer"
 echo "== warm-up: 2 s each"
 for name in "${servers[@]}"; do run "$name" 2 >/dev/null; done
 

@@ -22,6 +22,12 @@ nreq, sent, non2xx, bad = 0, 0, 0, 0
 function init(args)
   local file = args[1]
   if args[2] and args[2] ~= "" then expect = args[2] end
+  -- Optional: each connection waits DELAY_MS after every answer (an offered rate of about
+  -- connections x 1000 / (DELAY_MS + latency) requests per second) instead of saturating.
+  local pause = tonumber(args[3] or "")
+  if pause and pause > 0 then
+    delay = function() return pause end
+  end
   local path = wrk.path
   local sep = path:find("?", 1, true) and "&" or "?"
   local head = " HTTP/1.1\r\nHost: " .. wrk.headers["Host"] ..
