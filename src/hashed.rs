@@ -36,7 +36,10 @@ mod tests {
     fn a_u64_key_is_its_own_hash() {
         use std::hash::{BuildHasher, BuildHasherDefault};
         let build = BuildHasherDefault::<PassThrough>::default();
-        assert_eq!(build.hash_one(0x1234_5678_9abc_def0_u64), 0x1234_5678_9abc_def0);
+        assert_eq!(
+            build.hash_one(0x1234_5678_9abc_def0_u64),
+            0x1234_5678_9abc_def0
+        );
         let mut map: HashedMap<&str> = HashedMap::default();
         map.insert(7, "seven");
         assert_eq!(map.get(&7), Some(&"seven"));

@@ -214,8 +214,8 @@ pub mod crypto;
 #[cfg(feature = "dedup")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dedup")))]
 pub mod dedup;
-pub mod hook;
 mod hashed;
+pub mod hook;
 pub mod journal;
 #[cfg(any(feature = "fast-ack", feature = "dedup"))]
 mod label;

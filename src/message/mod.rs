@@ -105,7 +105,10 @@ pub(crate) fn mask_openid(openid: &str) -> String {
         return "****".to_owned();
     }
     // Byte offsets of the 5th character and of the second-to-last one (char boundaries).
-    let head_end = openid.char_indices().nth(4).map_or(openid.len(), |(at, _)| at);
+    let head_end = openid
+        .char_indices()
+        .nth(4)
+        .map_or(openid.len(), |(at, _)| at);
     let tail_start = openid
         .char_indices()
         .nth(count - 2)
