@@ -1,6 +1,7 @@
 //! Which callbacks count as the same one.
 
 use crate::Message;
+use crate::message::push_decimal;
 
 /// The default dedup key: WeChat's retries of a callback get the same key, and two different
 /// callbacks never do.
@@ -61,21 +62,6 @@ pub fn default_key(message: &Message) -> Option<String> {
             message.msg_type()
         ),
     })
-}
-
-/// Appends `value` in decimal, as `{}` writes it.
-fn push_decimal(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
 }
 
 #[cfg(test)]

@@ -98,6 +98,21 @@ pub(crate) fn push_json_string(out: &mut String, text: &str) {
     json::push_string(out, text);
 }
 
+/// Appends `value` in decimal, as `{}` writes it (without the formatting machinery).
+pub(crate) fn push_decimal(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
+}
+
 /// An openid shortened for logs: its first 4 and last 2 characters.
 pub(crate) fn mask_openid(openid: &str) -> String {
     let count = openid.chars().count();

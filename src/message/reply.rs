@@ -626,7 +626,7 @@ impl JsonWriter {
 
     fn number(&mut self, name: &str, value: u64) {
         self.key(name);
-        push_decimal(&mut self.0, value);
+        super::push_decimal(&mut self.0, value);
     }
 }
 
@@ -652,7 +652,7 @@ impl XmlWriter {
 
     fn number(&mut self, name: &str, value: u64) {
         self.open(name);
-        push_decimal(&mut self.0, value);
+        super::push_decimal(&mut self.0, value);
         self.close(name);
     }
 
@@ -678,22 +678,6 @@ impl XmlWriter {
     }
 }
 
-/// Appends `value` in decimal (what `write!(out, "{value}")` writes, without the formatter).
-fn push_decimal(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
-}
-
 /// Appends `text`, replacing characters XML 1.0 cannot represent with U+FFFD.
 fn push_xml_chars(out: &mut String, text: &str) {
     // Those characters are C0 controls other than tab, LF and CR (one byte each) and
@@ -712,18 +696,4 @@ fn push_xml_chars(out: &mut String, text: &str) {
 
 fn is_not_xml_char(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{FFFE}' | '\u{FFFF}')
-}
-
-#[cfg(test)]
-mod decimal_tests {
-    use super::push_decimal;
-
-    #[test]
-    fn decimals_are_written_as_the_formatter_writes_them() {
-        for value in [0, 7, 10, 99, 1_700_000_000, u64::from(u32::MAX), u64::MAX] {
-            let mut out = String::from("x");
-            push_decimal(&mut out, value);
-            assert_eq!(out, format!("x{value}"));
-        }
-    }
 }
