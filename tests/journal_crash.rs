@@ -1,7 +1,10 @@
 //! The durable hand-off with real processes: the `fast_ack` example, killed with SIGKILL
 //! after it acknowledged a burst, loses nothing — started again, it runs every message from
 //! its file journal; with Redis Streams, a second replica finishes the dead one's work. Each
-//! message is processed exactly once, counted from the example's `processed msg_id=` lines.
+//! message is processed, and once, counted from the example's `processed msg_id=` lines —
+//! but for the window the journal's docs name: a handler that ended just before the kill,
+//! before its end reached the dedup store and the journal, runs again after it (as a
+//! recovered run, attempt 2).
 
 mod common;
 
@@ -116,17 +119,59 @@ impl Replica {
     /// The MsgIds of `processed` lines, with how often each was processed.
     fn processed(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
-        for line in &self.log {
-            let id = line
-                .split("msg_id=")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next());
-            if let Some(id) = id.filter(|_| line.contains(" processed")) {
-                *counts.entry(id.to_owned()).or_default() += 1;
-            }
+        for (id, _) in self.runs() {
+            *counts.entry(id).or_default() += 1;
         }
         counts
     }
+
+    /// Each `processed` line's MsgId and attempt.
+    fn runs(&self) -> Vec<(String, u32)> {
+        self.log
+            .iter()
+            .filter_map(|line| processed_run(line))
+            .collect()
+    }
+
+    /// Reads lines until every one of the burst's messages starting at `first_id` was
+    /// processed here or in `before`.
+    async fn wait_until_all_processed(&mut self, before: &HashMap<String, usize>, first_id: u64) {
+        let mut missing: std::collections::HashSet<String> = (0..MESSAGES)
+            .map(|i| (first_id + i).to_string())
+            .filter(|id| !before.contains_key(id))
+            .collect();
+        for (id, _) in self.runs() {
+            missing.remove(&id);
+        }
+        if missing.is_empty() {
+            return;
+        }
+        self.wait_for(Duration::from_secs(60), |line| {
+            if let Some((id, _)) = processed_run(line) {
+                missing.remove(&id);
+            }
+            missing.is_empty()
+        })
+        .await;
+    }
+}
+
+/// The MsgId and attempt of a `processed msg_id=… attempt=…` line.
+fn processed_run(line: &str) -> Option<(String, u32)> {
+    if !line.contains(" processed") {
+        return None;
+    }
+    let field = |name: &str| {
+        line.split(name)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    };
+    let id = field("msg_id=")?;
+    let attempt = field("attempt=")
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(1);
+    Some((id, attempt))
 }
 
 /// Sends the burst to `addr` as WeChat does: a callback answered `503` (the journal could
@@ -159,27 +204,52 @@ async fn burst(addr: SocketAddr, first_id: u64) {
     }
 }
 
-fn merged(runs: &[&Replica]) -> HashMap<String, usize> {
-    let mut all: HashMap<String, usize> = HashMap::new();
-    for run in runs {
-        for (id, n) in run.processed() {
-            *all.entry(id).or_default() += n;
-        }
+/// Every message of the burst processed, and once, but for the documented window: a
+/// message whose handler ended just before the SIGKILL, before its end reached the dedup
+/// store and the journal, is found in the journal again and runs again in `next` (so
+/// handlers key their side effects on the MsgId; see the journal's module docs). Such a
+/// second run must be a recovered one (attempt 2 or more), after a run in `killed`; no
+/// replica runs a message twice. Returns how many ran again.
+fn assert_each_once_but_the_kill_window(killed: &Replica, next: &Replica, first_id: u64) -> usize {
+    let before = killed.processed();
+    let after = next.processed();
+    for (name, counts) in [
+        ("the killed replica", &before),
+        ("the next replica", &after),
+    ] {
+        let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "{name} ran these twice: {twice:?}");
     }
-    all
-}
-
-fn assert_each_once(all: &HashMap<String, usize>, first_id: u64) {
     for i in 0..MESSAGES {
         let id = (first_id + i).to_string();
-        assert_eq!(
-            all.get(&id),
-            Some(&1),
-            "msg_id {id} processed {:?} times",
-            all.get(&id)
+        assert!(
+            before.contains_key(&id) || after.contains_key(&id),
+            "msg_id {id} never processed"
         );
     }
-    assert_eq!(all.len() as u64, MESSAGES, "nothing else processed");
+    let ids: std::collections::HashSet<_> =
+        (0..MESSAGES).map(|i| (first_id + i).to_string()).collect();
+    assert!(
+        before.keys().chain(after.keys()).all(|id| ids.contains(id)),
+        "nothing else processed"
+    );
+    let again: Vec<_> = next
+        .runs()
+        .into_iter()
+        .filter(|(id, _)| before.contains_key(id))
+        .collect();
+    for (id, attempt) in &again {
+        assert!(
+            *attempt >= 2,
+            "msg_id {id}, processed before the kill, ran again as a first delivery"
+        );
+    }
+    if !again.is_empty() {
+        eprintln!(
+            "ran again after the kill (their ends had not reached the store and journal): {again:?}"
+        );
+    }
+    again.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,17 +270,11 @@ async fn kill_9_after_the_acks_then_a_restart_processes_every_message_once_from_
     assert_journal_holds_entries(dir.path());
 
     let mut second = Replica::start(free_addr(), &envs).await;
-    let expected = MESSAGES as usize - before.len();
-    let mut seen = 0;
-    second
-        .wait_for(Duration::from_secs(60), |line| {
-            seen += usize::from(line.contains(" processed"));
-            seen == expected
-        })
-        .await;
+    second.wait_until_all_processed(&before, 70_000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     second.drain();
-    assert_each_once(&merged(&[&first, &second]), 70_000);
+    let again = assert_each_once_but_the_kill_window(&first, &second, 70_000);
+    assert!(again <= before.len());
     assert!(
         second
             .log
@@ -246,16 +310,12 @@ async fn two_replicas_on_redis_streams_one_killed_mid_burst_the_other_finishes_i
     let before = a.processed();
 
     let expected = MESSAGES as usize - before.len();
-    let mut seen = 0;
-    b.wait_for(Duration::from_secs(60), |line| {
-        seen += usize::from(line.contains(" processed"));
-        seen == expected
-    })
-    .await;
+    b.wait_until_all_processed(&before, 80_000).await;
     let took = killed.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     b.drain();
-    assert_each_once(&merged(&[&a, &b]), 80_000);
+    let again = assert_each_once_but_the_kill_window(&a, &b, 80_000);
+    assert!(again <= before.len());
     // Lease 1 s, handlers 2 s: B picks the work up after the lease and finishes it.
     assert!(
         took < Duration::from_secs(15),

@@ -769,3 +769,16 @@ async fn a_store_hung_when_storing_lets_the_answer_go_at_the_budget() {
     assert_eq!(answer(response).await.1, "success");
     assert_eq!(started.elapsed(), Duration::from_secs(4));
 }
+
+#[test]
+fn the_entry_overhead_covers_a_freshly_doubled_table() {
+    // A hash map slot (the entry and its 64-bit hash, plus a control byte) at 7 in 16 used,
+    // two claim-order items per entry (a deque just doubled), two allocator headers.
+    let slot = super::memory::slot_size() + 1;
+    let worst = slot * 16 / 7 + 2 * std::mem::size_of::<(u64, u64)>() + 2 * 16;
+    assert!(
+        worst <= MemoryStore::ENTRY_OVERHEAD,
+        "an entry may take {worst} bytes beyond its key and reply; ENTRY_OVERHEAD says {}",
+        MemoryStore::ENTRY_OVERHEAD
+    );
+}
