@@ -13,7 +13,7 @@ import collections
 import re
 import sys
 
-# (part, substrings of frames that mark it); later entries are inner parts.
+# (part, substrings of frames that mark it).
 PARTS = [
     ("Timing: span, clocks, statistics", ["timing::service::Timing<", "timing::future::ResponseFuture"]),
     ("Allow (no list set: passes through)", ["allow::service::Allow<"]),
@@ -31,7 +31,6 @@ PARTS = [
     ("access line: event formatted and written", ["CallbackTiming::finish"]),
 ]
 OUTSIDE = "outside the layers: hyper, axum, tokio, kernel"
-SAMPLE_HEAD = re.compile(r"^\S.*\s\d+(\.\d+)?:\s")
 
 
 def frames(lines):
@@ -60,12 +59,11 @@ def main():
     total = 0
     for chain in frames(sys.stdin):
         total += 1
-        owner = OUTSIDE
-        depth = -1
-        for at, frame in enumerate(chain):
-            for rank, (part, marks) in enumerate(PARTS):
-                if any(mark in frame for mark in marks) and (at, rank) > (depth, -1):
-                    owner, depth = part, at
+        owner = OUTSIDE  # the innermost (last) frame that marks a part decides
+        for frame in chain:
+            for part, marks in PARTS:
+                if any(mark in frame for mark in marks):
+                    owner = part
         owned[owner] += 1
         leaves[chain[-1][:110]] += 1
     if not total:
