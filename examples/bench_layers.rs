@@ -154,6 +154,12 @@ fn main() {
             .without_time()
             .with_writer(quickstart::BufferedLog::start())
             .init(),
+        // The quick start's line through tracing-subscriber's own line format.
+        Ok("default-format") => fmt()
+            .fmt_fields(quickstart::log::AccessFields)
+            .with_timer(quickstart::log::CachedTime)
+            .with_writer(quickstart::BufferedLog::start())
+            .init(),
         Ok("sink") => fmt()
             .fmt_fields(quickstart::log::AccessFields)
             .with_writer(std::io::sink)

@@ -196,8 +196,8 @@ pub fn stack_from_env() -> Result<CallbackLayer, Box<dyn Error>> {
 /// On a terminal every line is written at once. Otherwise (a file, a pipe, a log
 /// collector) lines go through [`BufferedLog`]: one `write` for many access lines instead of
 /// one per callback, which under load was most of what the line cost the server; and their
-/// fields and time are written by [`log::AccessFields`] and [`log::CachedTime`], the default
-/// format's text made with less work. A process
+/// lines, fields and time are written by [`log::AccessFormat`], [`log::AccessFields`] and
+/// [`log::CachedTime`], the default format's text made with less work. A process
 /// killed with SIGKILL loses the INFO lines of its last 100 ms (never a warning or an
 /// error); use [`init_tracing_line_by_line`] where every line must reach stdout at once.
 pub fn init_tracing() {
@@ -208,7 +208,7 @@ pub fn init_tracing() {
         tracing_subscriber::fmt()
             .with_ansi(false)
             .fmt_fields(log::AccessFields)
-            .with_timer(log::CachedTime)
+            .event_format(log::AccessFormat::default())
             .with_env_filter(filter)
             .with_writer(BufferedLog::start())
             .init();

@@ -1,5 +1,6 @@
-//! The quick start's `AccessFields` writes the very text tracing-subscriber's default field
-//! format writes (without colours): the same events and spans through both, line for line.
+//! The quick start's `AccessFormat` and `AccessFields` write the very text tracing-subscriber's
+//! default line and field formats write (without colours): the same events and spans through
+//! both, line for line.
 
 #[path = "../examples/support/log.rs"]
 #[allow(dead_code)]
@@ -49,8 +50,32 @@ impl std::error::Error for Failure {
     }
 }
 
-/// What `log` writes with the default fields and with `AccessFields` (no time, no colours).
+/// What `log` writes with tracing-subscriber's default line and fields and with the quick
+/// start's `AccessFormat` and `AccessFields` (an empty time, no colours).
 fn both(log: impl Fn()) -> (String, String) {
+    let default = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_timer(())
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(default.clone())
+        .finish();
+    with_default(subscriber, &log);
+    let fast = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .fmt_fields(log::AccessFields)
+        .event_format(log::AccessFormat::with_timer(()))
+        .with_writer(fast.clone())
+        .finish();
+    with_default(subscriber, &log);
+    let text = |lines: Lines| String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    (text(default), text(fast))
+}
+
+/// The same with the default line format around both field formats (no time at all).
+fn fields_only(log: impl Fn()) -> (String, String) {
     let default = Lines::default();
     let subscriber = tracing_subscriber::fmt()
         .with_ansi(false)
@@ -120,6 +145,14 @@ fn events(text: &str, number: u64) {
         max = u64::MAX
     );
     tracing::info!(message = -(number as i64) - 1, flag = false);
+    drop(_entered);
+    // Outside any span, in a span without fields inside one with, with an explicit parent.
+    tracing::info!(latency_ms = number as f64 / 1000.0, message = text);
+    let outer = tracing::info_span!("outer", text);
+    let inner = outer.in_scope(|| tracing::debug_span!("inner"));
+    inner.in_scope(|| tracing::warn!(latency_ms = -0.0, other = f64::NAN, "{number}"));
+    tracing::error!(parent: &span, latency_ms = 1e9, small = 1e-7, "{text}");
+    tracing::trace!(parent: &outer, latency_ms = 0.1 + 0.2, message = 2.5);
 }
 
 #[test]
@@ -137,6 +170,8 @@ fn the_access_fields_write_the_default_text() {
         "oBen****00",
         "/wechat",
     ] {
+        let (default, fast) = fields_only(|| events(text, 17961928790000000));
+        assert_eq!(fast, default, "{text:?}");
         let (default, fast) = both(|| events(text, 17961928790000000));
         for part in [
             "wechat_callback{method=POST path=",
@@ -158,6 +193,45 @@ proptest! {
     fn any_text_is_written_the_same(text in any::<String>(), number in any::<u64>()) {
         let (default, fast) = both(|| events(&text, number));
         prop_assert_eq!(fast, default);
+    }
+
+    #[test]
+    fn any_latency_is_written_as_debug_writes_it(
+        micros in 0u64..2_000_000_000_000,
+        any in any::<f64>(),
+    ) {
+        for value in [micros as f64 / 1000.0, any] {
+            let mut buffer = [0u8; 24];
+            if let Some(text) = log::milli_decimal(&mut buffer, value) {
+                prop_assert_eq!(text, format!("{value:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn whole_thousandths_take_the_fast_path_and_others_do_not() {
+    let mut buffer = [0u8; 24];
+    for (value, text) in [
+        (0.0, Some("0.0")),
+        (0.007, Some("0.007")),
+        (1.5, Some("1.5")),
+        (2.0, Some("2.0")),
+        (1234.567, Some("1234.567")),
+        (999_999_999.999, Some("999999999.999")),
+        (1e9, None),
+        (-0.0, None),
+        (-1.0, None),
+        (0.0001, None),
+        (0.1 + 0.2, None),
+        (f64::NAN, None),
+        (f64::INFINITY, None),
+    ] {
+        let fast = log::milli_decimal(&mut buffer, value).map(str::to_owned);
+        assert_eq!(fast.as_deref(), text, "{value:?}");
+        if let Some(text) = text {
+            assert_eq!(text, format!("{value:?}"));
+        }
     }
 }
 

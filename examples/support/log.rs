@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::FormatFields as _;
 use tracing_subscriber::fmt::format::{DefaultVisitor, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
 
@@ -139,11 +140,7 @@ impl AccessVisitor<'_> {
             return false;
         }
         let name = name.strip_prefix("r#").unwrap_or(name);
-        if self.is_empty {
-            self.is_empty = false;
-        } else {
-            self.result = self.result.and(self.writer.write_char(' '));
-        }
+        self.separator();
         self.result = self
             .result
             .and(self.writer.write_str(name))
@@ -151,14 +148,19 @@ impl AccessVisitor<'_> {
         true
     }
 
-    /// The message (no name), with terminal control characters escaped as the default
-    /// format escapes them.
-    fn message(&mut self, value: &dyn fmt::Debug) {
+    /// The space before every field but the first.
+    fn separator(&mut self) {
         if self.is_empty {
             self.is_empty = false;
         } else {
             self.result = self.result.and(self.writer.write_char(' '));
         }
+    }
+
+    /// The message (no name), with terminal control characters escaped as the default
+    /// format escapes them.
+    fn message(&mut self, value: &dyn fmt::Debug) {
+        self.separator();
         let written = if self.writer.sanitizes_ansi_escapes() {
             write!(Sanitizing(&mut self.writer), "{value:?}")
         } else {
@@ -189,6 +191,41 @@ impl AccessVisitor<'_> {
             self.result = self.result.and(self.writer.write_str(text));
         }
     }
+}
+
+/// `value` as `{:?}` writes it, when it is a whole number of thousandths (a latency in ms
+/// to the microsecond) from 0 up to 10⁹: the thousandths in decimal, trailing zeros dropped,
+/// at least one digit after the point (`0.007`, `1.5`, `2.0`). Such a number's shortest
+/// decimal form, which `{:?}` writes, is that one: the doubles near it are far closer
+/// together than 0.001. `None` for any other value (the caller formats it with `{:?}`).
+pub fn milli_decimal(buffer: &mut [u8; 24], value: f64) -> Option<&str> {
+    if !(0.0..1e9).contains(&value) || value.is_sign_negative() {
+        return None;
+    }
+    let thousandths = (value * 1000.0).round() as u64;
+    if thousandths as f64 / 1000.0 != value {
+        return None;
+    }
+    let (whole, mut fraction) = (thousandths / 1000, thousandths % 1000);
+    // The fraction's digits, trailing zeros dropped, at least one.
+    let mut digits = 3;
+    while digits > 1 && fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let mut at = buffer.len();
+    for _ in 0..digits {
+        at -= 1;
+        buffer[at] = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
+    at -= 1;
+    buffer[at] = b'.';
+    let mut whole_digits = [0u8; 21];
+    let whole = decimal(&mut whole_digits, false, whole).as_bytes();
+    at -= whole.len();
+    buffer[at..at + whole.len()].copy_from_slice(whole);
+    std::str::from_utf8(&buffer[at..]).ok()
 }
 
 /// `magnitude` in decimal (after a `-` if `negative`), written at the end of `buffer`.
@@ -249,6 +286,87 @@ impl FormatTime for CachedTime {
         }
         line[26] = b'Z';
         writer.write_str(std::str::from_utf8(&line).unwrap_or_default())
+    }
+}
+
+/// tracing-subscriber's default line format ([`Format<Full>`](tracing_subscriber::fmt::format::Full)
+/// without colours, with `timer`): time, level, the spans from the root with their fields,
+/// target, fields. The same text, written piece by piece rather than through the
+/// formatter's styled `write!`s (six of them per line, each an ANSI style painted even when
+/// colours are off). Lines with colours, and events from the `log` crate (whose target and
+/// fields tracing-log rewrites), are written by the default format itself.
+#[derive(Clone, Debug)]
+pub struct AccessFormat<T = CachedTime> {
+    timer: T,
+    default: tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, T>,
+}
+
+impl Default for AccessFormat {
+    fn default() -> Self {
+        Self::with_timer(CachedTime)
+    }
+}
+
+impl<T: FormatTime + Clone> AccessFormat<T> {
+    /// The format with `timer` for the time at the start of each line.
+    pub fn with_timer(timer: T) -> Self {
+        Self {
+            default: tracing_subscriber::fmt::format().with_timer(timer.clone()),
+            timer,
+        }
+    }
+}
+
+impl<S, N, T> tracing_subscriber::fmt::FormatEvent<S, N> for AccessFormat<T>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        if writer.has_ansi_escapes() || meta.fields().field("log.target").is_some() {
+            return self.default.format_event(ctx, writer, event);
+        }
+        if self.timer.format_time(&mut writer).is_err() {
+            writer.write_str("<unknown time>")?;
+        }
+        writer.write_str(match *meta.level() {
+            tracing::Level::TRACE => " TRACE ",
+            tracing::Level::DEBUG => " DEBUG ",
+            tracing::Level::INFO => "  INFO ",
+            tracing::Level::WARN => "  WARN ",
+            tracing::Level::ERROR => " ERROR ",
+        })?;
+        if let Some(scope) = ctx.event_scope() {
+            let mut seen = false;
+            for span in scope.from_root() {
+                writer.write_str(span.metadata().name())?;
+                seen = true;
+                let extensions = span.extensions();
+                if let Some(fields) =
+                    extensions.get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    writer.write_char('{')?;
+                    writer.write_str(fields)?;
+                    writer.write_char('}')?;
+                }
+                writer.write_char(':')?;
+            }
+            if seen {
+                writer.write_char(' ')?;
+            }
+        }
+        writer.write_str(meta.target())?;
+        writer.write_str(": ")?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        writer.write_char('\n')
     }
 }
 
@@ -318,8 +436,14 @@ impl Visit for AccessVisitor<'_> {
             return;
         }
         if field.name() == "message" {
-            // As the default format does: the text as a `format_args!("{}")`.
-            self.message(&format_args!("{value}"));
+            if value.bytes().all(|byte| (0x20..0x7f).contains(&byte)) {
+                // Printable ASCII: written as it is, escaped or not.
+                self.separator();
+                self.result = self.result.and(self.writer.write_str(value));
+            } else {
+                // As the default format does: the text as a `format_args!("{}")`.
+                self.message(&format_args!("{value}"));
+            }
         } else if plain(value) {
             if self.name(field) {
                 self.result = self
@@ -350,6 +474,21 @@ impl Visit for AccessVisitor<'_> {
         let mut visitor = DefaultVisitor::new(self.writer.by_ref(), is_empty);
         visitor.record_error(field, value);
         self.result = visitor.finish();
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.result.is_err() {
+            return;
+        }
+        let mut text = [0u8; 24];
+        match milli_decimal(&mut text, value) {
+            Some(text) if field.name() != "message" => {
+                if self.name(field) {
+                    self.result = self.result.and(self.writer.write_str(text));
+                }
+            }
+            _ => self.record_debug(field, &value),
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {

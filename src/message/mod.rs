@@ -115,6 +115,18 @@ pub(crate) fn push_decimal(out: &mut String, mut value: u64) {
 
 /// An openid shortened for logs: its first 4 and last 2 characters.
 pub(crate) fn mask_openid(openid: &str) -> String {
+    if openid.is_ascii() {
+        // Every openid WeChat sends: one byte per character.
+        if openid.len() <= 8 {
+            return "****".to_owned();
+        }
+        let (head, tail) = (&openid[..4], &openid[openid.len() - 2..]);
+        let mut masked = String::with_capacity(10);
+        masked.push_str(head);
+        masked.push_str("****");
+        masked.push_str(tail);
+        return masked;
+    }
     let count = openid.chars().count();
     if count <= 8 {
         return "****".to_owned();

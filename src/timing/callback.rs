@@ -247,7 +247,9 @@ impl CallbackTiming {
             background,
             recovered,
             attempt,
-            "{text}"
+            // A `&str` rather than `"{text}"`: the same message for every subscriber, and a
+            // formatter can copy it instead of running `format_args!`.
+            message = text
         );
         if !state.span.is_disabled() {
             tracing::record_all!(state.span, status = status, latency_ms = latency_ms);
