@@ -39,12 +39,16 @@ pub struct ResponseFuture<F, B, E> {
     kind: Kind<F, B, E>,
 }
 
-/// The report of a handler's end, run here (or in a task if this future is dropped), and
-/// where it leaves the response to send.
+/// The report of a handler's end, run here (or in a task if this future is dropped), with
+/// the response to send as its output.
 struct Settling<B, E> {
-    run: Option<BoxFuture<'static, ()>>,
-    response: oneshot::Receiver<Result<Response<ResponseBody<B>>, E>>,
+    run: Option<Report<B, E>>,
+    /// Makes `run` a task's future that drops the response, for a drop before its end.
+    detach: fn(Report<B, E>) -> BoxFuture<'static, ()>,
 }
+
+/// A report of a handler's end, with the response to send as its output.
+type Report<B, E> = BoxFuture<'static, Result<Response<ResponseBody<B>>, E>>;
 
 impl<B, E> Settling<B, E> {
     fn new(
@@ -54,13 +58,14 @@ impl<B, E> Settling<B, E> {
         B: Send + 'static,
         E: Send + 'static,
     {
-        let (sender, response) = oneshot::channel();
-        let run = Box::pin(async move {
-            let _ = sender.send(report.await);
-        });
         Self {
-            run: Some(run),
-            response,
+            run: Some(Box::pin(report)),
+            detach: |run| {
+                Box::pin(async move {
+                    // Nobody waits for the response any more: only the report matters.
+                    let _ = run.await;
+                })
+            },
         }
     }
 }
@@ -242,12 +247,9 @@ where
                 }
                 KindProj::Settling(settling) => {
                     let run = settling.run.as_mut().expect("polled after completion");
-                    ready!(run.as_mut().poll(cx));
+                    let response = ready!(run.as_mut().poll(cx));
                     settling.run = None;
-                    return Poll::Ready(match settling.response.try_recv() {
-                        Ok(response) => response,
-                        Err(_) => answer(None),
-                    });
+                    return Poll::Ready(response);
                 }
             }
         }
@@ -366,7 +368,7 @@ impl<F, B, E> PinnedDrop for ResponseFuture<F, B, E> {
             }
             KindProj::Settling(settling) => {
                 if let Some(run) = settling.run.take() {
-                    runtime.spawn(run);
+                    runtime.spawn((settling.detach)(run));
                 }
             }
             KindProj::Answered(_) | KindProj::Waiting { .. } => {}

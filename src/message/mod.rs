@@ -110,7 +110,8 @@ pub(crate) fn push_decimal(out: &mut String, mut value: u64) {
             break;
         }
     }
-    out.extend(digits[at..].iter().map(|&digit| char::from(digit)));
+    // ASCII digits: always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// An openid shortened for logs: its first 4 and last 2 characters.

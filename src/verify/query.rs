@@ -41,7 +41,7 @@ impl<'a> RawQuery<'a> {
     pub(crate) fn parse(query: &'a str) -> Result<Self, Rejection> {
         let mut raw = Self::default();
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = if pair.contains(['%', '+']) {
+            let (name, value) = if pair.bytes().any(|byte| byte == b'%' || byte == b'+') {
                 match form_urlencoded::parse(pair.as_bytes()).next() {
                     Some(decoded) => decoded,
                     None => continue,
