@@ -67,7 +67,8 @@ pub async fn reply(message: Message) -> Reply {
             ..
         } => format!("You said (voice): {text}"),
         MessageKind::Image { media_id, .. } => {
-            return message.reply(ReplyContent::image(media_id.clone()));
+            let media_id = media_id.clone();
+            return message.into_reply(ReplyContent::image(media_id));
         }
         MessageKind::Location { label, .. } => format!("You are at: {label}"),
         MessageKind::Link { title, url, .. } => format!("Link received: {title} ({url})"),
@@ -77,7 +78,7 @@ pub async fn reply(message: Message) -> Reply {
         MessageKind::Event(Event::Click { event_key }) => format!("You clicked: {event_key}"),
         _ => return Reply::success(),
     };
-    message.reply(ReplyContent::text(content))
+    message.into_reply(ReplyContent::text(content))
 }
 
 /// The quick start's router: `/wechat` behind `stack` (Timing → Verify → Dedup → FastAck).

@@ -16,7 +16,10 @@ pub struct MissingVerifyLayer;
 
 impl std::fmt::Display for MissingVerifyLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("no verified WeChat message: is VerifyLayer applied to this route?")
+        f.write_str(
+            "no verified WeChat message: is VerifyLayer applied to this route? (a handler \
+             extracts the Message once: the extractor takes it out of the request)",
+        )
     }
 }
 
@@ -30,6 +33,11 @@ impl IntoResponse for MissingVerifyLayer {
 }
 
 /// Extracts the message that [`VerifyLayer`](crate::VerifyLayer) verified and parsed.
+///
+/// It takes the message out of the request's extensions rather than copying it (the layers
+/// in front of the handler have read it by then), so extract it once per handler: a second
+/// `Message` extractor, or an `Extension<Message>` after this one, finds none and answers
+/// 500 with [`MissingVerifyLayer`].
 ///
 /// ```
 /// use tower_wechat::{Message, MessageKind, Reply, ReplyContent};
@@ -47,10 +55,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Message {
     type Rejection = MissingVerifyLayer;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Taken, not cloned: the handler is the message's last reader (the layers in front of
+        // it read it before calling it), and a copy costs an allocation per string.
         parts
             .extensions
-            .get::<Message>()
-            .cloned()
+            .remove::<Message>()
             .ok_or(MissingVerifyLayer)
     }
 }

@@ -48,6 +48,7 @@ async fn the_extractor_without_the_layer_is_a_clear_server_error() {
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(
         answer.body,
-        "no verified WeChat message: is VerifyLayer applied to this route?"
+        "no verified WeChat message: is VerifyLayer applied to this route? (a handler \
+         extracts the Message once: the extractor takes it out of the request)"
     );
 }

@@ -467,6 +467,26 @@ impl Message {
         )
         .with_format(self.format)
     }
+
+    /// [`reply`](Self::reply), consuming the message: its names move into the reply
+    /// instead of being copied.
+    ///
+    /// ```
+    /// use tower_wechat::{Message, MessageKind, Reply, ReplyContent};
+    ///
+    /// fn echo(message: Message) -> Reply {
+    ///     let text = match &message.kind {
+    ///         MessageKind::Text { content } => format!("You said: {content}"),
+    ///         _ => return Reply::success(),
+    ///     };
+    ///     message.into_reply(ReplyContent::text(text))
+    /// }
+    /// # let _ = echo;
+    /// ```
+    pub fn into_reply(self, content: ReplyContent) -> Reply {
+        Reply::new(self.from_user_name, self.to_user_name, unix_now(), content)
+            .with_format(self.format)
+    }
 }
 
 impl fmt::Debug for Message {
