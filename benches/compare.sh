@@ -88,16 +88,17 @@ start() { # name url expect cmd...
   exit 1
 }
 
-# CPU jiffies and RSS (kB) summed over every live process in the session of $1.
+# CPU jiffies (all, then user space only) and RSS (kB) summed over every live process in the
+# session of $1.
 session_stats() {
   local sid
   sid=$(awk '{ sub(/.*\) /, ""); print $4 }' "/proc/$1/stat")
   awk -v sid="$sid" '
     FNR == 1 && FILENAME ~ /\/stat$/ { sub(/.*\) /, ""); split($0, f, " ");
-      if (f[4] == sid) { cpu += f[12] + f[13]; mine[FILENAME] = 1 } }
+      if (f[4] == sid) { cpu += f[12] + f[13]; user += f[12]; mine[FILENAME] = 1 } }
     FILENAME ~ /\/status$/ && /^VmRSS:/ { s = FILENAME; sub(/status$/, "stat", s); if (s in mine) rss += $2 }
     FILENAME ~ /\/status$/ && /^VmHWM:/ { s = FILENAME; sub(/status$/, "stat", s); if (s in mine) hwm += $2 }
-    END { printf "%d %d %d\n", cpu, rss, hwm }' /proc/[0-9]*/stat /proc/[0-9]*/status 2>/dev/null
+    END { printf "%d %d %d %d\n", cpu, rss, hwm, user }' /proc/[0-9]*/stat /proc/[0-9]*/status 2>/dev/null
 }
 
 echo "== starting servers on core $server_cpu"
@@ -131,7 +132,8 @@ if [ -n "${PEER:-}" ]; then
   servers+=(peer)
 fi
 
-# One wrk run against $1 for $2 seconds; prints "rps cpu_us rss_mb requests non2xx bad replayed".
+# One wrk run against $1 for $2 seconds; prints "rps cpu_us rss_mb requests non2xx bad replayed
+# user_us" (user_us: the part of cpu_us spent in user space; the rest is the kernel's).
 run() {
   local name=$1 secs=$2 reqs out before after
   reqs="$work/$name.req"
@@ -144,9 +146,10 @@ run() {
   awk -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" -v out="$out" 'BEGIN {
     split(before, b, " "); split(after, a, " "); n = split(out, kv, " ");
     for (i = 2; i <= n; i++) { split(kv[i], p, "="); r[p[1]] = p[2] }
-    cpu_us = (a[1] - b[1]) * 1e6 / hz / (r["requests"] > 0 ? r["requests"] : 1);
-    printf "%.1f %.2f %.1f %d %d %d %d\n", r["rps"], cpu_us, a[2] / 1024, r["requests"],
-      r["non2xx"], r["bad_body"], r["replayed"] }'
+    n_req = r["requests"] > 0 ? r["requests"] : 1;
+    cpu_us = (a[1] - b[1]) * 1e6 / hz / n_req; user_us = (a[4] - b[4]) * 1e6 / hz / n_req;
+    printf "%.1f %.2f %.1f %d %d %d %d %.2f\n", r["rps"], cpu_us, a[2] / 1024, r["requests"],
+      r["non2xx"], r["bad_body"], r["replayed"], user_us }'
 }
 
 echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) cores, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -154,33 +157,36 @@ echo "== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) cores, load average: $(cu
 echo "== warm-up: 2 s each"
 for name in "${servers[@]}"; do run "$name" 2 >/dev/null; done
 
-declare -A rps_list cpu_list
-printf '%-10s %5s %10s %12s %8s %9s %6s %5s %8s  %s\n' server round req/s "CPU µs/req" "RSS MB" requests non2xx bad replayed load
+declare -A rps_list cpu_list user_list
+printf '%-10s %5s %10s %12s %8s %8s %9s %6s %5s %8s  %s\n' server round req/s "CPU µs/req" "user µs" "RSS MB" requests non2xx bad replayed load
 for round in $(seq "$rounds"); do
   for name in "${servers[@]}"; do
-    read -r rps cpu rss requests non2xx bad replayed < <(run "$name" "$secs")
-    printf '%-10s %5d %10s %12s %8s %9s %6s %5s %8s  %s\n' "$name" "$round" "$rps" "$cpu" "$rss" \
+    read -r rps cpu rss requests non2xx bad replayed user < <(run "$name" "$secs")
+    printf '%-10s %5d %10s %12s %8s %8s %9s %6s %5s %8s  %s\n' "$name" "$round" "$rps" "$cpu" "$user" "$rss" \
       "$requests" "$non2xx" "$bad" "$replayed" "$(cut -d' ' -f1 /proc/loadavg)"
-    rps_list[$name]+="$rps " cpu_list[$name]+="$cpu "
+    rps_list[$name]+="$rps " cpu_list[$name]+="$cpu " user_list[$name]+="$user "
   done
 done
 
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-declare -A rps_med cpu_med
+declare -A rps_med cpu_med user_med
 echo
 echo "== medians of $rounds rounds of ${secs} s, wrk -t1 -c$conns, $(date -u '+%H:%M:%S UTC'), load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-10s %10s %12s %14s %14s\n' server req/s "CPU µs/req" "RSS MB (now)" "RSS MB (peak)"
+printf '%-10s %10s %12s %8s %14s %14s\n' server req/s "CPU µs/req" "user µs" "RSS MB (now)" "RSS MB (peak)"
 for name in "${servers[@]}"; do
   rps_med[$name]=$(echo "${rps_list[$name]}" | median)
   cpu_med[$name]=$(echo "${cpu_list[$name]}" | median)
-  read -r _ rss hwm < <(session_stats "${pid[$name]}")
-  printf '%-10s %10s %12s %14.1f %14.1f\n' "$name" "${rps_med[$name]}" "${cpu_med[$name]}" \
+  user_med[$name]=$(echo "${user_list[$name]}" | median)
+  read -r _ rss hwm _ < <(session_stats "${pid[$name]}")
+  printf '%-10s %10s %12s %8s %14.1f %14.1f\n' "$name" "${rps_med[$name]}" "${cpu_med[$name]}" "${user_med[$name]}" \
     "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$(awk -v k="$hwm" 'BEGIN { print k / 1024 }')"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 if [ -n "${cpu_med[stack]:-}" ] && [ -n "${cpu_med[naive]:-}" ]; then
   echo "stack/naive CPU per request: $(ratio "${cpu_med[stack]}" "${cpu_med[naive]}")x (goal <= 1.2);" \
     "stack/naive req/s: $(ratio "${rps_med[stack]}" "${rps_med[naive]}") (goal >= 0.8)"
+  echo "stack/naive user-space CPU per request: $(ratio "${user_med[stack]}" "${user_med[naive]}")x" \
+    "(the rest is the kernel's: loopback TCP, waking wrk, the log file's page cache)"
 fi
 if [ -n "${cpu_med[stack]:-}" ] && [ -n "${cpu_med[peer]:-}" ]; then
   echo "peer/stack CPU per request: $(ratio "${cpu_med[peer]}" "${cpu_med[stack]}")x (goal >= 6)"
