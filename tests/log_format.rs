@@ -50,51 +50,56 @@ impl std::error::Error for Failure {
     }
 }
 
+/// What `log` writes through `subscriber`.
+fn written(
+    log: &impl Fn(),
+    subscriber: impl FnOnce(Lines) -> Box<dyn tracing::Subscriber + Send + Sync>,
+) -> String {
+    let lines = Lines::default();
+    with_default(subscriber(lines.clone()), log);
+    String::from_utf8(lines.0.lock().unwrap().clone()).unwrap()
+}
+
+/// tracing-subscriber's `fmt()` without colours, at every level.
+fn fmt() -> tracing_subscriber::fmt::SubscriberBuilder {
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+}
+
 /// What `log` writes with tracing-subscriber's default line and fields and with the quick
 /// start's `AccessFormat` and `AccessFields` (an empty time, no colours).
 fn both(log: impl Fn()) -> (String, String) {
-    let default = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_timer(())
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(default.clone())
-        .finish();
-    with_default(subscriber, &log);
-    let fast = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .fmt_fields(log::AccessFields)
-        .event_format(log::AccessFormat::with_timer(()))
-        .with_writer(fast.clone())
-        .finish();
-    with_default(subscriber, &log);
-    let text = |lines: Lines| String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-    (text(default), text(fast))
+    let default = written(&log, |lines| {
+        Box::new(fmt().with_timer(()).with_writer(lines).finish())
+    });
+    let fast = written(&log, |lines| {
+        Box::new(
+            fmt()
+                .fmt_fields(log::AccessFields)
+                .event_format(log::AccessFormat::with_timer(()))
+                .with_writer(lines)
+                .finish(),
+        )
+    });
+    (default, fast)
 }
 
 /// The same with the default line format around both field formats (no time at all).
 fn fields_only(log: impl Fn()) -> (String, String) {
-    let default = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .without_time()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(default.clone())
-        .finish();
-    with_default(subscriber, &log);
-    let fast = Lines::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .without_time()
-        .with_max_level(tracing::Level::TRACE)
-        .fmt_fields(log::AccessFields)
-        .with_writer(fast.clone())
-        .finish();
-    with_default(subscriber, &log);
-    let text = |lines: Lines| String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
-    (text(default), text(fast))
+    let default = written(&log, |lines| {
+        Box::new(fmt().without_time().with_writer(lines).finish())
+    });
+    let fast = written(&log, |lines| {
+        Box::new(
+            fmt()
+                .without_time()
+                .fmt_fields(log::AccessFields)
+                .with_writer(lines)
+                .finish(),
+        )
+    });
+    (default, fast)
 }
 
 fn events(text: &str, number: u64) {
