@@ -116,32 +116,28 @@ pub(crate) fn push_decimal(out: &mut String, mut value: u64) {
 
 /// An openid shortened for logs: its first 4 and last 2 characters.
 pub(crate) fn mask_openid(openid: &str) -> String {
-    if openid.is_ascii() {
-        // Every openid WeChat sends: one byte per character.
+    let (head, tail) = if openid.is_ascii() {
+        // Every openid WeChat sends: one byte per character, no counting needed.
         if openid.len() <= 8 {
             return "****".to_owned();
         }
-        let (head, tail) = (&openid[..4], &openid[openid.len() - 2..]);
-        let mut masked = String::with_capacity(10);
-        masked.push_str(head);
-        masked.push_str("****");
-        masked.push_str(tail);
-        return masked;
-    }
-    let count = openid.chars().count();
-    if count <= 8 {
-        return "****".to_owned();
-    }
-    // Byte offsets of the 5th character and of the second-to-last one (char boundaries).
-    let head_end = openid
-        .char_indices()
-        .nth(4)
-        .map_or(openid.len(), |(at, _)| at);
-    let tail_start = openid
-        .char_indices()
-        .nth(count - 2)
-        .map_or(openid.len(), |(at, _)| at);
-    let (head, tail) = (&openid[..head_end], &openid[tail_start..]);
+        (&openid[..4], &openid[openid.len() - 2..])
+    } else {
+        let count = openid.chars().count();
+        if count <= 8 {
+            return "****".to_owned();
+        }
+        // Byte offsets of the 5th character and of the second-to-last one (char boundaries).
+        let head_end = openid
+            .char_indices()
+            .nth(4)
+            .map_or(openid.len(), |(at, _)| at);
+        let tail_start = openid
+            .char_indices()
+            .nth(count - 2)
+            .map_or(openid.len(), |(at, _)| at);
+        (&openid[..head_end], &openid[tail_start..])
+    };
     let mut masked = String::with_capacity(head.len() + 4 + tail.len());
     masked.push_str(head);
     masked.push_str("****");
