@@ -9,7 +9,8 @@
 # Default variants: floor naive handler v tv vd vdf tvdf stack stack:1 stack:line
 # (`t` Timing, `v` Verify, `d` Dedup, `f` FastAck; `stack` is CallbackLayer as the quick start
 # builds it; `:1` adds the quick start's log subscriber (buffered, stdout to a file), `:line`
-# the same writing each line at once, `:sink` formatting into nothing; see bench_layers.rs).
+# the same writing each line at once, `:default-format` the quick start's fields through
+# tracing-subscriber's own line format, `:sink` formatting into nothing; see bench_layers.rs).
 # Needs valgrind. A benchmark: not part of the tests or CI.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
