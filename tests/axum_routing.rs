@@ -52,3 +52,21 @@ async fn the_extractor_without_the_layer_is_a_clear_server_error() {
          extracts the Message once: the extractor takes it out of the request)"
     );
 }
+
+#[tokio::test]
+async fn a_message_extracted_twice_is_the_same_clear_server_error() {
+    // The extractor takes the message out of the request: the second finds none.
+    async fn twice(first: Message, _second: Message) -> Reply {
+        first.into_reply(ReplyContent::text("unreachable"))
+    }
+    let verify = VerifyLayer::new(Token::new(TOKEN).unwrap());
+    let router = Router::new().route("/wechat", post(twice).layer(verify));
+    let wechat = WeChat::new(serve(router).await, TOKEN);
+    let answer = wechat.deliver(&text_message("x", 1)).await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        answer.body.contains("extracts the Message once"),
+        "{}",
+        answer.body
+    );
+}
